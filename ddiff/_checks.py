@@ -1,0 +1,63 @@
+"""Argument checks shared by the core modules (internal).
+
+Every public entry point validates its tensors here so that a wrong shape or an out-of-range token
+fails with a message that says what to fix, never with an index error deep inside a gather.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_tokens(x: Tensor, num_states: int, name: str = "x") -> None:
+    """Raise `ValueError` unless `x` is an integer tensor with values in `[0, num_states)`."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
+    if x.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise ValueError(f"{name} must hold integer token ids, got dtype {x.dtype}")
+    if x.dim() < 1:
+        raise ValueError(f"{name} must have shape [batch, ...], got a 0-dim tensor")
+    if x.numel() == 0:
+        return
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0 or hi >= num_states:
+        bad = ((x < 0) | (x >= num_states)).nonzero()[0].tolist()
+        value = int(x[tuple(bad)])
+        raise ValueError(
+            f"{name} holds token {value} at index {tuple(bad)}, outside [0, {num_states}) "
+            f"for a graph with {num_states} states"
+        )
+
+
+def batch_sigma(sigma: Tensor | float, x: Tensor, name: str = "sigma") -> Tensor:
+    """Return `sigma` shaped `[B, 1, ..., 1]` to broadcast against `x` of shape `[B, ...]`.
+
+    `sigma` may be a Python number, a 0-dim tensor (one noise level for the whole batch) or a
+    tensor of shape `[B]` (one per sequence). Anything else is an error: silently broadcasting a
+    `[B, 1]` against `[B, L]` is fine, but `[L]` against `[B, L]` would mix up sequences.
+    """
+    if not isinstance(sigma, Tensor):
+        sigma = torch.tensor(float(sigma), dtype=torch.get_default_dtype(), device=x.device)
+    if not sigma.is_floating_point():
+        sigma = sigma.to(torch.get_default_dtype())
+    batch = x.shape[0]
+    if sigma.dim() == 0:
+        sigma = sigma.expand(batch)
+    elif sigma.dim() == 2 and sigma.shape[1] == 1:
+        sigma = sigma[:, 0]
+    if sigma.dim() != 1 or sigma.shape[0] != batch:
+        raise ValueError(
+            f"{name} must be a scalar or have shape [batch] = [{batch}] (or [batch, 1]); "
+            f"got shape {list(sigma.shape)} for tokens of shape {list(x.shape)}"
+        )
+    if torch.isnan(sigma).any() or (sigma < 0).any():
+        raise ValueError(f"{name} must be >= 0 (total noise), got {sigma.tolist()[:8]}")
+    return sigma.reshape(batch, *([1] * (x.dim() - 1)))
+
+
+def check_last_dim(t: Tensor, x: Tensor, size: int, name: str) -> None:
+    """Raise unless `t` has shape `[*x.shape, size]`."""
+    expected = [*x.shape, size]
+    if list(t.shape) != expected:
+        raise ValueError(f"{name} must have shape {expected} (tokens' shape + [states]), got {list(t.shape)}")
