@@ -60,4 +60,6 @@ def check_last_dim(t: Tensor, x: Tensor, size: int, name: str) -> None:
     """Raise unless `t` has shape `[*x.shape, size]`."""
     expected = [*x.shape, size]
     if list(t.shape) != expected:
-        raise ValueError(f"{name} must have shape {expected} (tokens' shape + [states]), got {list(t.shape)}")
+        raise ValueError(
+            f"{name} must have shape {expected} (tokens' shape + [states]), got {list(t.shape)}"
+        )

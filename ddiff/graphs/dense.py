@@ -53,7 +53,9 @@ class DenseGraph(Graph):
         if num_tokens is None:
             num_tokens = s
         if not 1 <= int(num_tokens) <= s:
-            raise ValueError(f"num_tokens must be in [1, {s}] for a {s}-state matrix, got {num_tokens}")
+            raise ValueError(
+                f"num_tokens must be in [1, {s}] for a {s}-state matrix, got {num_tokens}"
+            )
         if labels is not None and len(labels) != s:
             raise ValueError(f"labels must name all {s} states, got {len(labels)}")
         # Make columns sum to exactly 0 (within the tolerance they already did).

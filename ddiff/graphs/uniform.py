@@ -97,6 +97,8 @@ class UniformGraph(Graph):
 
     def staggered_score(self, score: Tensor, dsigma: Tensor | float) -> Tensor:
         if score.shape[-1] != self._n:
-            raise ValueError(f"score must have {self._n} states in its last axis, got {score.shape[-1]}")
+            raise ValueError(
+                f"score must have {self._n} states in its last axis, got {score.shape[-1]}"
+            )
         d = batch_sigma(dsigma, score[..., 0], "dsigma").unsqueeze(-1).to(score.dtype)
         return score * torch.exp(d) - torch.expm1(d) * score.mean(dim=-1, keepdim=True)

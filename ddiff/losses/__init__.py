@@ -1,0 +1,22 @@
+"""Losses: score entropy, denoising score entropy, and the likelihood bound."""
+
+from ddiff.losses.likelihood import (
+    LikelihoodBound,
+    ScoreFn,
+    bound_integrand,
+    likelihood_bound,
+    prior_kl,
+    sample_times,
+)
+from ddiff.losses.score_entropy import denoising_score_entropy, score_entropy
+
+__all__ = [
+    "LikelihoodBound",
+    "ScoreFn",
+    "bound_integrand",
+    "denoising_score_entropy",
+    "likelihood_bound",
+    "prior_kl",
+    "sample_times",
+    "score_entropy",
+]

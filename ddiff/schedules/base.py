@@ -1,0 +1,133 @@
+"""The `NoiseSchedule` abstraction: how much noise has been added by time t, and how fast."""
+
+from __future__ import annotations
+
+import abc
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class Noise(NamedTuple):
+    r"""The noise level at some times t: total $\bar\sigma(t)$ and rate $\sigma(t)$.
+
+    Both fields have the shape and dtype of the `t` they were computed from.
+    """
+
+    total: Tensor
+    r"""Total noise $\bar\sigma(t) = \int_0^t \sigma(s)\,ds$, the kernel's exponent."""
+
+    rate: Tensor
+    r"""Noise rate $\sigma(t) = d\bar\sigma / dt$, the weight of the loss at time t."""
+
+
+class NoiseSchedule(abc.ABC):
+    r"""A monotone map from time $t \in [0, 1]$ to the total noise of the forward CTMC.
+
+    The forward chain runs at rate $\sigma(t)$ (`rate`), so the kernel at time t is
+    $P = \exp(\bar\sigma(t) Q)$ with total noise
+
+    $$\bar\sigma(t) = \int_0^t \sigma(s)\, ds, \qquad \sigma(t) = \frac{d\bar\sigma}{dt} \ge 0.$$
+
+    Time runs from $t = 0$ (data) to $t = 1$ (close to the limit distribution). The likelihood
+    bound weights the loss by $\sigma(t)$ and adds the prior term at $\bar\sigma(1)$
+    (Lou, Meng & Ermon, ICML 2024).
+
+    Subclasses implement `total`, `rate` and `inverse`; each must accept `t` as a float tensor of
+    any shape and dtype (or a Python number), return the same shape and dtype, and start with
+    `self._check_time(t)` (resp. `self._check_total(total)` in `inverse`) so that every schedule
+    validates its arguments in the same way. `total_min` and `total_max` default to the total at
+    t = 0 and t = 1 evaluated in float64; override them only for a closed form. The contract tests
+    in `tests/schedules/test_contract.py` check every schedule listed there.
+    """
+
+    @abc.abstractmethod
+    def total(self, t: Tensor | float) -> Tensor:
+        r"""Total noise $\bar\sigma(t)$, same shape and dtype as `t` (non-decreasing in t)."""
+
+    @abc.abstractmethod
+    def rate(self, t: Tensor | float) -> Tensor:
+        r"""Noise rate $\sigma(t) = d\bar\sigma/dt \ge 0$, same shape and dtype as `t`."""
+
+    @abc.abstractmethod
+    def inverse(self, total: Tensor | float) -> Tensor:
+        r"""The time t in $[0, 1]$ with $\bar\sigma(t) = $ `total`, same shape and dtype.
+
+        Raises:
+            ValueError: if `total` lies outside `[total_min, total_max]`.
+        """
+
+    def __call__(self, t: Tensor | float) -> Noise:
+        """Both the total noise and its rate at times `t`."""
+        return Noise(total=self.total(t), rate=self.rate(t))
+
+    @property
+    def total_min(self) -> float:
+        r"""$\bar\sigma(0)$: 0 unless the schedule starts from a positive noise level."""
+        return float(self.total(torch.tensor(0.0, dtype=torch.float64)))
+
+    @property
+    def total_max(self) -> float:
+        r"""$\bar\sigma(1)$; `math.inf` if the schedule reaches the limit distribution exactly."""
+        return float(self.total(torch.tensor(1.0, dtype=torch.float64)))
+
+    # -- argument checks shared by every subclass -------------------------------------------------
+
+    @staticmethod
+    def _check_time(t: Tensor | float) -> Tensor:
+        """Return `t` as a float tensor, raising `ValueError` unless every entry is in [0, 1]."""
+        as_tensor = _as_float_tensor(t, "t")
+        bad = ~((as_tensor >= 0) & (as_tensor <= 1))  # also catches NaN
+        if bad.any():
+            index, value = _first(as_tensor, bad)
+            raise ValueError(
+                f"t must lie in [0, 1] (0 = data, 1 = limit), got {value!r}{index}; "
+                "clamp or rescale the times before calling the schedule"
+            )
+        return _default_dtype_unless_tensor(as_tensor, t)
+
+    def _check_total(self, total: Tensor | float) -> Tensor:
+        """Return `total` as a float tensor, raising unless it is in `[total(0), total(1)]`.
+
+        The bounds are evaluated in `total`'s own dtype, so `inverse(total(t))` is valid for every
+        t in [0, 1] even where float32 rounding puts `total(1)` above the float64 `total_max`.
+        They are widened by a few ulps so that an end computed by another route (say
+        `-math.log(eps)` instead of `-log1p(eps - 1)`) is accepted; `inverse` clamps to [0, 1].
+        """
+        as_tensor = _as_float_tensor(total, "total")
+        ends = self.total(torch.tensor([0.0, 1.0], dtype=as_tensor.dtype, device=as_tensor.device))
+        slack = 4 * torch.finfo(as_tensor.dtype).eps * ends.abs()
+        bad = ~((as_tensor >= ends[0] - slack[0]) & (as_tensor <= ends[1] + slack[1]))
+        if bad.any():
+            index, value = _first(as_tensor, bad)
+            raise ValueError(
+                f"total must lie in [total_min, total_max] = [{self.total_min!r}, "
+                f"{self.total_max!r}] for {self!r}, got {value!r}{index}"
+            )
+        return _default_dtype_unless_tensor(as_tensor, total)
+
+
+def _as_float_tensor(x: Tensor | float, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        # Python floats are float64: check them before rounding to the default dtype, where
+        # 1 + 1e-9 would become a valid 1.0.
+        return torch.as_tensor(x, dtype=torch.float64)
+    if x.is_complex():
+        raise TypeError(f"{name} must be a real tensor, got dtype {x.dtype}")
+    if not x.is_floating_point():
+        return x.to(torch.get_default_dtype())
+    return x
+
+
+def _default_dtype_unless_tensor(checked: Tensor, original: Tensor | float) -> Tensor:
+    """Python numbers are computed with in the default dtype, once they have been checked."""
+    return checked if isinstance(original, Tensor) else checked.to(torch.get_default_dtype())
+
+
+def _first(x: Tensor, mask: Tensor) -> tuple[str, float]:
+    """The index (as text, empty for a 0-dim tensor) and value of the first masked entry."""
+    if x.dim() == 0:
+        return "", float(x)
+    index = tuple(mask.nonzero()[0].tolist())
+    return f" at index {index}", float(x[index])
