@@ -1,13 +1,33 @@
-"""ddiff: discrete diffusion on sequences with score entropy (SEDD) and pluggable parts."""
+"""ddiff: discrete diffusion on sequences with score entropy (SEDD) and pluggable parts.
+
+The core API, importable from the top level::
+
+    from ddiff import AbsorbingGraph, LogLinearSchedule
+
+Subpackages: `ddiff.graphs` (rate matrices, substitution models), `ddiff.schedules`,
+`ddiff.losses` (score entropy, the likelihood bound), `ddiff.testing` (exact oracles).
+"""
 
 from ddiff.graphs import AbsorbingGraph, DenseGraph, Graph, UniformGraph
+from ddiff.schedules import (
+    CosineSchedule,
+    GeometricSchedule,
+    LogLinearSchedule,
+    Noise,
+    NoiseSchedule,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AbsorbingGraph",
+    "CosineSchedule",
     "DenseGraph",
+    "GeometricSchedule",
     "Graph",
+    "LogLinearSchedule",
+    "Noise",
+    "NoiseSchedule",
     "UniformGraph",
     "__version__",
 ]

@@ -121,7 +121,7 @@ def _as_float_tensor(x: Tensor | float, name: str) -> Tensor:
 
 
 def _default_dtype_unless_tensor(checked: Tensor, original: Tensor | float) -> Tensor:
-    """Python numbers are computed with in the default dtype, once they have been checked."""
+    """Python numbers, once checked in float64, are computed in the default dtype."""
     return checked if isinstance(original, Tensor) else checked.to(torch.get_default_dtype())
 
 

@@ -5,6 +5,7 @@ schedule-specific closed forms live in the per-schedule test modules.
 """
 
 import math
+import re
 
 import pytest
 import torch
@@ -189,7 +190,7 @@ def test_float32_total_is_accurate_next_to_the_data(schedule: NoiseSchedule) -> 
 @pytest.mark.parametrize("bad", [-1e-9, -0.5, 1.0 + 1e-9, 2.0, math.nan], ids=str)
 def test_times_outside_the_unit_interval_raise(schedule: NoiseSchedule, bad: float) -> None:
     t = torch.tensor([0.0, 0.5, bad], dtype=F64)
-    shown = "nan" if math.isnan(bad) else re_escape(repr(bad))
+    shown = "nan" if math.isnan(bad) else re.escape(repr(bad))
     for fn in (schedule.total, schedule.rate, schedule):
         with pytest.raises(ValueError, match=rf"t must lie in \[0, 1\].*{shown} at index \(2,\)"):
             fn(t)
@@ -225,9 +226,3 @@ def test_repr_shows_the_parameters_and_rebuilds_the_schedule(schedule: NoiseSche
     assert repr(rebuilt) == text
     t = torch.linspace(0, 1, 5, dtype=F64)
     torch.testing.assert_close(rebuilt.total(t), schedule.total(t), rtol=0, atol=0)
-
-
-def re_escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
