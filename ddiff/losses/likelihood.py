@@ -127,6 +127,11 @@ class LikelihoodBound:
         return self.diffusion + self.prior
 
     @property
+    def bits(self) -> Tensor:
+        """`[B]` bound per sequence, bits."""
+        return self.nats / math.log(2.0)
+
+    @property
     def stderr(self) -> Tensor:
         """`[B]` Monte Carlo standard error of `nats` over the t-samples (conservative when
         the times were stratified or antithetic); NaN with a single t-sample."""
