@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH := torch==2.13.0
 
-.PHONY: setup test test-all lint clean
+.PHONY: setup test test-all lint docs clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ test: setup
 ## test-all: every test, slow ones included
 test-all: setup
 	$(PY) -m pytest -q
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PIP) install --quiet -e ".[docs]"
+	touch $@
+
+## docs: build the documentation site with mkdocs --strict (fails on any warning)
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 lint: setup
 	$(VENV)/bin/ruff check .
