@@ -5,10 +5,12 @@ The core API, importable from the top level::
     from ddiff import AbsorbingGraph, LogLinearSchedule
 
 Subpackages: `ddiff.graphs` (rate matrices, substitution models), `ddiff.schedules`,
-`ddiff.losses` (score entropy, the likelihood bound), `ddiff.testing` (exact oracles).
+`ddiff.losses` (score entropy, the likelihood bound), `ddiff.nets` (score networks),
+`ddiff.testing` (exact oracles).
 """
 
 from ddiff.graphs import AbsorbingGraph, DenseGraph, Graph, UniformGraph
+from ddiff.nets import ScoreNet, TransformerScoreNet
 from ddiff.schedules import (
     CosineSchedule,
     GeometricSchedule,
@@ -28,6 +30,8 @@ __all__ = [
     "LogLinearSchedule",
     "Noise",
     "NoiseSchedule",
+    "ScoreNet",
+    "TransformerScoreNet",
     "UniformGraph",
     "__version__",
 ]
