@@ -1,0 +1,526 @@
+r"""DNA: the `ACGT` alphabet, FASTA/GenBank input and output, windows, splits and shipped data.
+
+Tokens follow `ddiff.graphs.substitution.DNA_ALPHABET`: `A=0, C=1, G=2, T=3`, the state order of
+the DNA substitution graphs (`jc69`, `k80`, `hky85`, `gtr`). With this order the complement of a
+token is `3 - token`.
+
+**Letters.** Input may be upper or lower case (soft-masked repeats are lower case; the mask is
+dropped, output is upper case). The IUPAC ambiguity codes `N R Y S W K M B D H V` are valid in
+files but are never mapped to a base: readers take an explicit policy, `ambiguous=`
+
+- `"error"` (the default): raise `ValueError` naming the file, record and 1-based position;
+- `"split"`: cut the record at every run of ambiguity codes into unambiguous fragments, with ids
+  `"{record_id}:{start}-{end}"` (0-based, end exclusive, as `bedtools getfasta`);
+- `"skip"`: drop every record that contains an ambiguity code.
+
+Gaps (`-`, `.`), `U`, `X`, `*`, digits and any other letter raise under every policy.
+
+**Splits.** Windows cut from one genome overlap or sit next to each other, so a random split of
+windows leaks sequence between training and held-out data. `split_by_coordinate` holds out one
+contiguous block of coordinates and keeps a gap (default: one window length) between it and the
+training windows.
+
+**Shipped data.** `load_promoters` returns the 150 bp upstream of every predicted gene start of
+*E. coli* 536 (RefSeq NC_008253.1), split by coordinate; see `domains/dna/README.md` in the
+repository for the source, the build command, the split rule and checksums.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ddiff.domains._seqio import (
+    AmbiguityPolicy,
+    LetterTable,
+    SequenceRecord,
+    read_records,
+)
+from ddiff.graphs.substitution import DNA_ALPHABET
+
+__all__ = [
+    "DNA_ALPHABET",
+    "IUPAC_AMBIGUITY",
+    "PROMOTER_LENGTH",
+    "AmbiguityPolicy",
+    "CoordinateSplit",
+    "SequenceRecord",
+    "SplitRegions",
+    "coordinate_regions",
+    "decode",
+    "encode",
+    "load_promoters",
+    "random_reverse_complement",
+    "read_fasta",
+    "read_genbank",
+    "reverse_complement",
+    "split_by_coordinate",
+    "windows",
+    "write_fasta",
+]
+
+IUPAC_AMBIGUITY = "NRYSWKMBDHV"
+"""IUPAC nucleotide ambiguity codes (Cornish-Bowden, NAR 13:3021, 1985): valid, never a base."""
+
+PROMOTER_LENGTH = 150
+"""Length of the shipped promoter windows (bp upstream of each predicted start codon)."""
+
+_TABLE = LetterTable(
+    DNA_ALPHABET,
+    IUPAC_AMBIGUITY,
+    "DNA",
+    hints={
+        "-": "an alignment gap: remove gaps before reading",
+        ".": "an alignment gap: remove gaps before reading",
+        "U": "uracil is RNA: convert U to T first",
+        "u": "uracil is RNA: convert U to T first",
+        "X": "not an IUPAC nucleotide code; use N for unknown bases",
+        "x": "not an IUPAC nucleotide code; use N for unknown bases",
+        "*": "a stop/translation symbol, not a nucleotide",
+    },
+)
+
+
+def encode(seq: str) -> Tensor:
+    """Tokens of a DNA string.
+
+    Args:
+        seq: letters `A, C, G, T` in any case.
+
+    Returns:
+        `[len(seq)]` int64 tokens, `A=0, C=1, G=2, T=3`.
+
+    Raises:
+        ValueError: at the first letter that is not a base, with its 1-based position; an
+            ambiguity code such as `N` is never mapped to a base (read files with
+            `ambiguous="split"` or `"skip"`).
+
+    Example:
+        >>> encode("ACgt")
+        tensor([0, 1, 2, 3])
+        >>> encode("ACNT")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: position 3: ambiguity code 'N' cannot be encoded as a DNA token ...
+    """
+    return _TABLE.encode(seq)
+
+
+def decode(tokens: Tensor | np.ndarray | Sequence[int]) -> str:
+    """Upper-case DNA string of a 1-D sequence of tokens.
+
+    Args:
+        tokens: `[length]` integer tokens in `0..3` (tensor, array or list).
+
+    Raises:
+        ValueError: if `tokens` is not 1-D or holds a value outside `0..3` (position named).
+
+    Example:
+        >>> decode(encode("acgt")), decode([3, 0])
+        ('ACGT', 'TA')
+    """
+    return _TABLE.decode(tokens)
+
+
+def reverse_complement(tokens: Tensor) -> Tensor:
+    """Reverse complement along the last axis: `A<->T`, `C<->G`, read backwards.
+
+    Args:
+        tokens: `[..., length]` DNA tokens.
+
+    Returns:
+        A new tensor of the same shape.
+
+    Example:
+        >>> decode(reverse_complement(encode("AACGT")))
+        'ACGTT'
+    """
+    # A=0, C=1, G=2, T=3: the complement is 3 - x.
+    return (3 - tokens).flip(-1)
+
+
+def random_reverse_complement(
+    tokens: Tensor, generator: torch.Generator | None = None, p: float = 0.5
+) -> Tensor:
+    """Augmentation: reverse-complement each sequence independently with probability `p`.
+
+    Both strands of a genome carry the same information; training on both doubles the data and
+    makes the model strand-symmetric. Do not use it on data whose orientation is meaningful to
+    the task (the shipped promoters are oriented towards their gene).
+
+    Args:
+        tokens: `[..., length]` DNA tokens; every leading index is one sequence.
+        generator: source of randomness (seed it for reproducible batches).
+        p: probability of flipping each sequence, in [0, 1].
+
+    Returns:
+        A new tensor of the same shape.
+
+    Raises:
+        ValueError: if `p` is not in [0, 1].
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = encode("AAAC").expand(4, 4)
+        >>> [decode(row) for row in random_reverse_complement(x, g)]
+        ['GTTT', 'AAAC', 'GTTT', 'GTTT']
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p}")
+    flip = torch.rand(tokens.shape[:-1], generator=generator, device=tokens.device) < p
+    return torch.where(flip.unsqueeze(-1), reverse_complement(tokens), tokens)
+
+
+def read_fasta(
+    path: str | Path, ambiguous: AmbiguityPolicy = "error", min_length: int = 1
+) -> list[SequenceRecord]:
+    """Read a (possibly gzipped) FASTA file with `Bio.SeqIO` into token sequences.
+
+    Args:
+        path: a FASTA file; a `.gz` suffix is decompressed.
+        ambiguous: what to do with IUPAC ambiguity codes (`N`, `R`, `Y` ...): `"error"` raises,
+            `"split"` cuts records into unambiguous fragments, `"skip"` drops the record.
+        min_length: records and fragments shorter than this are dropped.
+
+    Returns:
+        One `SequenceRecord` per record (or fragment), in file order.
+
+    Raises:
+        ValueError: naming the file, record and 1-based position of the first gap or invalid
+            letter (any policy) or ambiguity code (`"error"`), or if the file holds no records.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.fasta")
+        >>> with open(path, "w") as f:
+        ...     _ = f.write(">r1\\nACGTNNacg\\n>r2\\nTTTT\\n")
+        >>> [(r.id, decode(r.tokens)) for r in read_fasta(path, ambiguous="split")]
+        [('r1:0-4', 'ACGT'), ('r1:6-9', 'ACG'), ('r2', 'TTTT')]
+        >>> [r.id for r in read_fasta(path, ambiguous="skip")]
+        ['r2']
+    """
+    return read_records(path, "fasta", _TABLE, ambiguous, min_length)
+
+
+def read_genbank(
+    path: str | Path, ambiguous: AmbiguityPolicy = "error", min_length: int = 1
+) -> list[SequenceRecord]:
+    """Read the sequences of a (possibly gzipped) GenBank file with `Bio.SeqIO`.
+
+    Annotations and features are not kept (parse with `Bio.SeqIO` directly for them).
+
+    Args:
+        path: a GenBank flat file; a `.gz` suffix is decompressed.
+        ambiguous: the ambiguity-code policy, as in `read_fasta`.
+        min_length: records and fragments shorter than this are dropped.
+
+    Returns:
+        One `SequenceRecord` per record (or fragment), ids as `Bio.SeqIO` gives them
+        (accession.version).
+
+    Raises:
+        ValueError: as `read_fasta`, and for records without a sequence (CONTIG-only entries).
+    """
+    return read_records(path, "genbank", _TABLE, ambiguous, min_length)
+
+
+def write_fasta(
+    path: str | Path,
+    sequences: Tensor | Sequence[str | Tensor],
+    ids: Sequence[str] | None = None,
+) -> None:
+    """Write DNA sequences as FASTA (upper case, 60 letters per line) with `Bio.SeqIO`.
+
+    Args:
+        path: output file (overwritten).
+        sequences: a `[N, length]` token tensor, or a sequence of DNA strings / 1-D token
+            tensors of any lengths. Strings are validated like `encode`.
+        ids: one record id per sequence, without whitespace; default `seq0, seq1, ...`.
+
+    Raises:
+        ValueError: if the number of ids differs from the number of sequences, an id is empty or
+            has whitespace, or a sequence is not valid DNA (its index and position named).
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.fasta")
+        >>> write_fasta(path, ["acgt", encode("GG")], ids=["a", "b"])
+        >>> open(path).read()
+        '>a\\nACGT\\n>b\\nGG\\n'
+    """
+    from Bio import SeqIO
+    from Bio.Seq import Seq
+    from Bio.SeqRecord import SeqRecord
+
+    if isinstance(sequences, Tensor) and sequences.dim() != 2:
+        raise ValueError(
+            f"a tensor of sequences must be [N, length], got shape {tuple(sequences.shape)}"
+        )
+    rows = list(sequences.unbind(0)) if isinstance(sequences, Tensor) else list(sequences)
+    if ids is None:
+        ids = [f"seq{i}" for i in range(len(rows))]
+    if len(ids) != len(rows):
+        raise ValueError(f"got {len(ids)} ids for {len(rows)} sequences")
+    records = []
+    for i, (rid, row) in enumerate(zip(ids, rows, strict=True)):
+        if not rid or any(c.isspace() for c in rid):
+            raise ValueError(
+                f"sequence {i}: FASTA ids must be non-empty without whitespace, got {rid!r}"
+            )
+        try:
+            text = decode(encode(row)) if isinstance(row, str) else decode(row)
+        except ValueError as err:
+            raise ValueError(f"sequence {i} ({rid!r}), {err}") from err
+        records.append(SeqRecord(Seq(text), id=rid, description=""))
+    with open(path, "w", encoding="ascii", newline="\n") as handle:
+        SeqIO.write(records, handle, "fasta")
+
+
+def windows(seq_tokens: Tensor, length: int, stride: int | None = None) -> Tensor:
+    """Windows of a long sequence, starting at 0, `stride` apart; an incomplete tail is dropped.
+
+    Args:
+        seq_tokens: `[genome_length]` tokens.
+        length: window length, >= 1.
+        stride: distance between window starts, >= 1 (default `length`: non-overlapping tiles).
+
+    Returns:
+        `[num_windows, length]`, a view of `seq_tokens` (clone it before writing into it);
+        window `i` starts at `i * stride`.
+
+    Raises:
+        ValueError: if `seq_tokens` is not 1-D or `length`/`stride` is not >= 1.
+
+    Example:
+        >>> windows(torch.arange(7), 3, stride=2)
+        tensor([[0, 1, 2],
+                [2, 3, 4],
+                [4, 5, 6]])
+    """
+    stride = length if stride is None else stride
+    if seq_tokens.dim() != 1:
+        raise ValueError(f"seq_tokens must be 1-D [genome_length], got {tuple(seq_tokens.shape)}")
+    if length < 1 or stride < 1:
+        raise ValueError(f"length and stride must be >= 1, got length={length}, stride={stride}")
+    if seq_tokens.numel() < length:
+        return seq_tokens.new_empty((0, length))
+    return seq_tokens.unfold(0, length, stride)
+
+
+@dataclass(frozen=True)
+class SplitRegions:
+    """Coordinate regions of a genome for a split without leakage (0-based, end exclusive).
+
+    Attributes:
+        train: the training regions; a training window must lie inside one of them.
+        heldout: the held-out block; a held-out window must lie inside it.
+        gap: the minimum distance between the held-out block and any training region.
+    """
+
+    train: tuple[tuple[int, int], ...]
+    heldout: tuple[int, int]
+    gap: int
+
+    def assign(self, start: int, end: int) -> Literal["train", "heldout"] | None:
+        """Which side the window `[start, end)` belongs to, or `None` if it straddles or sits
+        in a gap (such windows are dropped).
+
+        Example:
+            >>> r = coordinate_regions(1000, 10, heldout_fraction=0.1)
+            >>> r.assign(0, 10), r.assign(900, 910), r.assign(885, 895)
+            ('train', 'heldout', None)
+        """
+        h0, h1 = self.heldout
+        if h0 <= start and end <= h1:
+            return "heldout"
+        if any(a <= start and end <= b for a, b in self.train):
+            return "train"
+        return None
+
+
+def coordinate_regions(
+    genome_length: int,
+    window_length: int,
+    heldout_fraction: float = 0.1,
+    heldout_start: int | None = None,
+    gap: int | None = None,
+    circular: bool = False,
+) -> SplitRegions:
+    """A contiguous held-out block and the training regions at least `gap` away from it.
+
+    Windows cut from either side never overlap, and no training window is within `gap` bases
+    of a held-out one. With `circular=True` (bacterial chromosomes, plasmids) the distance is
+    also kept across the origin, so a block that touches one end of the coordinates pushes
+    the training region away from the other end.
+
+    Args:
+        genome_length: number of bases.
+        window_length: length of the windows that will be assigned (the block must hold one).
+        heldout_fraction: size of the held-out block as a fraction of the genome, in (0, 1).
+        heldout_start: 0-based start of the block; default the last `heldout_fraction` of the
+            coordinates.
+        gap: minimum distance between the block and the training regions, >= 0 (default
+            `window_length`).
+        circular: whether the sequence is circular.
+
+    Returns:
+        The regions; `SplitRegions.assign` sorts windows into them.
+
+    Raises:
+        ValueError: if the block does not fit, cannot hold one window, or leaves no room for a
+            training window.
+
+    Example:
+        >>> coordinate_regions(1000, 10, heldout_fraction=0.2, heldout_start=400)
+        SplitRegions(train=((0, 390), (610, 1000)), heldout=(400, 600), gap=10)
+        >>> coordinate_regions(1000, 10, heldout_fraction=0.2, circular=True).train
+        ((10, 790),)
+    """
+    gap = window_length if gap is None else gap
+    if window_length < 1 or gap < 0:
+        raise ValueError(f"need window_length >= 1 and gap >= 0, got {window_length} and {gap}")
+    if not 0.0 < heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    size = round(heldout_fraction * genome_length)
+    if size < window_length:
+        raise ValueError(
+            f"the held-out block ({heldout_fraction} of {genome_length} = {size} bases) cannot "
+            f"hold a window of {window_length}; raise heldout_fraction"
+        )
+    h0 = genome_length - size if heldout_start is None else heldout_start
+    h1 = h0 + size
+    if not 0 <= h0 <= genome_length - size:
+        raise ValueError(
+            f"heldout_start must be in [0, {genome_length - size}] for a block of {size} "
+            f"in a genome of {genome_length}, got {heldout_start}"
+        )
+    if circular:  # the training arc runs from h1 + gap round the origin to h0 - gap
+        s, e = h1 + gap, h0 - gap + genome_length
+        pieces = [
+            (s, min(e, genome_length)),
+            (max(s, genome_length) - genome_length, e - genome_length),
+        ]
+    else:
+        pieces = [(0, h0 - gap), (h1 + gap, genome_length)]
+    train = tuple((a, b) for a, b in pieces if b - a >= window_length)
+    if not train:
+        raise ValueError(
+            f"no room for a training window of {window_length} outside the held-out block "
+            f"[{h0}, {h1}) with gap {gap} in a genome of {genome_length}"
+        )
+    return SplitRegions(train=train, heldout=(h0, h1), gap=gap)
+
+
+@dataclass(frozen=True)
+class CoordinateSplit:
+    """Training and held-out windows of one genome, split by coordinate.
+
+    Attributes:
+        train: `[num_train, length]` training windows.
+        heldout: `[num_heldout, length]` held-out windows.
+        train_starts: `[num_train]` 0-based genome coordinate of each training window.
+        heldout_starts: `[num_heldout]` 0-based coordinate of each held-out window.
+        regions: the coordinate regions the windows were cut from.
+    """
+
+    train: Tensor
+    heldout: Tensor
+    train_starts: Tensor
+    heldout_starts: Tensor
+    regions: SplitRegions
+
+
+def split_by_coordinate(
+    seq_tokens: Tensor,
+    length: int,
+    stride: int | None = None,
+    heldout_fraction: float = 0.1,
+    heldout_start: int | None = None,
+    gap: int | None = None,
+    circular: bool = False,
+) -> CoordinateSplit:
+    """Cut a genome into training and held-out windows without overlap between the two.
+
+    The held-out windows tile one contiguous block of coordinates (`coordinate_regions`); the
+    training windows tile the rest, at least `gap` bases (default one window length) away from
+    the block. Windows never cross a region boundary or the origin. Random windows would leak:
+    overlapping or adjacent windows share sequence and local composition.
+
+    Args:
+        seq_tokens: `[genome_length]` tokens.
+        length: window length.
+        stride: distance between window starts within a region (default `length`).
+        heldout_fraction: size of the held-out block as a fraction of the genome.
+        heldout_start: 0-based start of the block (default: the end of the genome).
+        gap: minimum distance between training and held-out windows (default `length`).
+        circular: keep the gap across the origin too (circular chromosomes).
+
+    Returns:
+        The windows, their start coordinates and the regions.
+
+    Raises:
+        ValueError: if `seq_tokens` is not 1-D, or as `coordinate_regions`.
+
+    Example:
+        >>> g = torch.randint(0, 4, (1000,), generator=torch.Generator().manual_seed(0))
+        >>> s = split_by_coordinate(g, 50, heldout_fraction=0.2)
+        >>> s.train.shape, s.heldout.shape, s.regions.heldout
+        (torch.Size([15, 50]), torch.Size([4, 50]), (800, 1000))
+    """
+    if seq_tokens.dim() != 1:
+        raise ValueError(f"seq_tokens must be 1-D [genome_length], got {tuple(seq_tokens.shape)}")
+    stride = length if stride is None else stride
+    regions = coordinate_regions(
+        seq_tokens.numel(), length, heldout_fraction, heldout_start, gap, circular
+    )
+
+    def tile(spans: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+        parts = [windows(seq_tokens[a:b], length, stride) for a, b in spans]
+        starts = [
+            a + stride * torch.arange(p.shape[0]) for (a, _), p in zip(spans, parts, strict=True)
+        ]
+        return torch.cat(parts), torch.cat(starts)
+
+    train, train_starts = tile(regions.train)
+    heldout, heldout_starts = tile([regions.heldout])
+    return CoordinateSplit(train, heldout, train_starts, heldout_starts, regions)
+
+
+def load_promoters(split: Literal["train", "heldout"]) -> Tensor:
+    """The shipped *E. coli* 536 promoter windows: 150 bp upstream of predicted gene starts.
+
+    Each window ends at the base before a start codon predicted by Prodigal (via pyrodigal) and
+    is oriented 5'->3' on the gene's strand. The held-out windows come from the last 10% of the
+    chromosome coordinates, at least one window length from every training window; identical
+    windows (and reverse complements) were removed. Source: NCBI RefSeq NC_008253.1; build
+    script, counts and checksums in `domains/dna/` of the repository.
+
+    Args:
+        split: `"train"` or `"heldout"`.
+
+    Returns:
+        `[N, 150]` int64 tokens (`A=0, C=1, G=2, T=3`).
+
+    Raises:
+        ValueError: for an unknown split.
+
+    Example:
+        >>> x = load_promoters("heldout")
+        >>> x.shape[1], bool(((x >= 0) & (x <= 3)).all())
+        (150, True)
+    """
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    resource = (
+        importlib.resources.files("ddiff.domains") / "data" / f"ecoli_promoters_{split}.fasta"
+    )
+    with importlib.resources.as_file(resource) as path:
+        records = read_fasta(path, ambiguous="error")
+    return torch.stack([r.tokens for r in records])
