@@ -1,8 +1,10 @@
-"""Shipped test helpers: exact oracles for tiny problems and hypothesis strategies.
+"""Shipped test helpers: exact oracles for tiny problems, synthetic sources, hypothesis strategies.
 
-`ddiff.testing.strategies` needs `hypothesis` (the `test` extra); the oracle needs only torch.
+`ddiff.testing.strategies` needs `hypothesis` (the `test` extra); the oracle and the sources need
+only torch.
 """
 
 from ddiff.testing.oracle import ExactOracle
+from ddiff.testing.sources import MarkovSource
 
-__all__ = ["ExactOracle"]
+__all__ = ["ExactOracle", "MarkovSource"]

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ddiff._categorical import sample_categorical
 from ddiff._checks import batch_sigma, check_tokens
+from ddiff.conditioning import Clamp, Condition
 from ddiff.graphs import Graph
 
 
@@ -160,6 +161,129 @@ class ExactOracle:
         counts = torch.bincount(self.index(samples.cpu()), minlength=self.num_sequences).double()
         return 0.5 * float((counts / counts.sum() - self._p0.reshape(-1)).abs().sum())
 
+    # -- conditioning ---------------------------------------------------------------------------
+
+    def conditional(self, condition: Condition | Clamp) -> ConditionalOracle:
+        r"""The exact oracle of $p_0$ conditioned on the fixed tokens of `condition`.
+
+        Its scores are those of the process in which the fixed positions stay clean (clamped)
+        and only the free positions are noised, with data $p_0(\cdot \mid$ fixed tokens$)$:
+        the scores an exact conditional sampler needs. See `ConditionalOracle`.
+        """
+        return ConditionalOracle(self, condition)
+
+    def conditional_log_score(
+        self, x_t: Tensor, sigma: Tensor | float, *, condition: Clamp
+    ) -> Tensor:
+        """Exact conditional log-scores, in the form samplers call with `pass_condition=True`.
+
+        `condition` is a `Clamp` of shape `[L]` or `[B, L]` (rows may differ: each distinct
+        condition gets its own `ConditionalOracle`). Returns `[B, L, S]` float64, like `log_score`.
+        """
+        if not isinstance(condition, Clamp):
+            raise TypeError(f"condition must be a Clamp, got {type(condition).__name__}")
+        clamp = condition.expand(x_t.shape[0]).to("cpu")
+        sig = batch_sigma(sigma, x_t).reshape(-1)
+        keys = torch.cat([clamp.mask.long(), clamp.tokens], dim=1)
+        unique, group = torch.unique(keys, dim=0, return_inverse=True)
+        out = torch.empty(*x_t.shape, self.graph.num_states, dtype=torch.float64)
+        for k in range(unique.shape[0]):
+            rows = (group == k).nonzero().squeeze(-1)
+            key = unique[k]
+            single = Clamp(key[: self.length].bool(), key[self.length :])
+            out[rows] = self.conditional(single).log_score(x_t[rows].cpu(), sig[rows].cpu())
+        return out.to(x_t.device)
+
     def __repr__(self) -> str:
         h = self.entropy() / math.log(2.0)
         return f"ExactOracle({self.graph!r}, length={self.length}, entropy={h:.4f} bits)"
+
+
+class ConditionalOracle(ExactOracle):
+    r"""The exact oracle of a conditional problem: fixed positions clean, the others noised.
+
+    Given an `ExactOracle` for $p_0$ and a condition fixing tokens $c$ at positions F, this is
+    the oracle of the data distribution $p_0(\cdot \mid x^F = c)$ under a forward process that
+    noises only the free positions (the fixed ones are clamped, as samplers do):
+
+    $$p_t^c(x) = \mathbb{1}[x^F = c] \sum_{x_0} p_0(x_0 \mid x_0^F = c)
+      \prod_{i \notin F} P[x^i, x_0^i].$$
+
+    Its log-scores at the free positions are what an exact conditional sampler needs; at the
+    fixed positions they are $-\infty$ off the fixed token (those positions never move).
+    `total_variation` and `sample_data` refer to the conditional distribution.
+
+    Args:
+        oracle: the unconditional oracle.
+        condition: a `Condition`, or a `Clamp` of shape `[L]`.
+
+    Raises:
+        ValueError: if the condition does not fit the oracle or has probability 0 under $p_0$.
+
+    Example:
+        >>> import torch
+        >>> from ddiff import UniformGraph
+        >>> from ddiff.conditioning import Condition
+        >>> from ddiff.testing import ExactOracle
+        >>> oracle = ExactOracle(UniformGraph(2), torch.tensor([[0.4, 0.1], [0.2, 0.3]]))
+        >>> oracle.conditional(Condition.at({0: 1})).data_probs  # p(x_1 | x_0 = 1)
+        tensor([[0.0000, 0.0000],
+                [0.4000, 0.6000]], dtype=torch.float64)
+    """
+
+    def __init__(self, oracle: ExactOracle, condition: Condition | Clamp) -> None:
+        n, length = oracle.graph.num_tokens, oracle.length
+        if isinstance(condition, Condition):
+            clamp = condition.resolve(length, n)
+        elif isinstance(condition, Clamp):
+            if condition.mask.dim() != 1 or condition.length != length:
+                raise ValueError(
+                    f"the clamp must have shape [{length}] (one condition for the oracle), got "
+                    f"{list(condition.mask.shape)}"
+                )
+            clamp = Clamp.from_tensors(condition.tokens.cpu(), condition.mask.cpu(), n)
+        else:
+            raise TypeError(
+                f"condition must be a Condition or Clamp, got {type(condition).__name__}"
+            )
+        seqs = oracle.all_sequences(data_only=True)  # [N^L, L]
+        agrees = ((seqs == clamp.tokens) | ~clamp.mask).all(dim=-1)
+        p0 = torch.where(agrees, oracle.data_probs.reshape(-1), 0.0)
+        if float(p0.sum()) <= 0.0:
+            raise ValueError(
+                f"the condition {clamp.tokens.tolist()} at {clamp.mask.nonzero().squeeze(-1).tolist()} "
+                "has probability 0 under the data distribution"
+            )
+        super().__init__(oracle.graph, (p0 / p0.sum()).reshape(oracle.data_probs.shape))
+        self.clamp = clamp
+        self._free = [i for i in range(length) if not bool(clamp.mask[i])]
+
+    def marginal(self, sigma: Tensor | float) -> Tensor:
+        """$p_t^c$ over all S^L sequences: only the free positions are noised."""
+        sig = torch.as_tensor(sigma, dtype=torch.float64)
+        batched = sig.dim() > 0
+        kernels = self.graph.kernel(sig.reshape(-1).to(torch.float64))  # [B, S, S]
+        p = self._p0.expand(kernels.shape[0], *self._p0.shape)
+        for i in self._free:
+            axis = i + 1
+            p = torch.movedim(
+                torch.einsum("bji,b...i->b...j", kernels, torch.movedim(p, axis, -1)), -1, axis
+            )
+        p = p.reshape(kernels.shape[0], -1).clamp_min(0.0)
+        return p if batched else p[0]
+
+    def generator_matrix(self) -> Tensor:
+        """The rate matrix of whole sequences with the fixed positions frozen, `[S^L, S^L]`."""
+        q = self.graph.rate_matrix(torch.float64)
+        eye = torch.eye(q.shape[0], dtype=torch.float64)
+        total = torch.zeros(self.num_sequences, self.num_sequences, dtype=torch.float64)
+        for i in self._free:
+            term = torch.ones(1, 1, dtype=torch.float64)
+            for j in range(self.length):
+                term = torch.kron(term, q if i == j else eye)
+            total += term
+        return total
+
+    def __repr__(self) -> str:
+        fixed = self.clamp.mask.nonzero().squeeze(-1).tolist()
+        return f"ConditionalOracle({self.graph!r}, length={self.length}, fixed={fixed})"
