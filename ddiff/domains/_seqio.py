@@ -2,7 +2,9 @@
 
 A `LetterTable` sorts every byte into one of three classes: a token of the alphabet (case
 folded), an *ambiguity* code (e.g. `N` in DNA) that a reader handles by an explicit policy, or an
-invalid letter that always raises. Errors name the file, the record and the 1-based position.
+invalid letter that always raises. A table may also name a *terminal* letter (the stop `*` of
+translated proteins) that is dropped at the very end of a sequence and invalid anywhere else.
+Errors name the file, the record and the 1-based position.
 """
 
 from __future__ import annotations
@@ -49,16 +51,30 @@ class LetterTable:
         alphabet: the token letters in token order (upper case); lower case is accepted on input.
         ambiguous: letters that are valid in the domain's files but are not tokens.
         name: the domain's name, for error messages (`"DNA"`).
-        hints: extra explanations for particular invalid letters, e.g. `{"-": "a gap ..."}`.
+        hints: extra explanations for particular invalid letters or ambiguity codes, shown in
+            error messages, e.g. `{"-": "a gap ..."}`.
+        terminal: a letter (e.g. `"*"`, a stop) that is dropped when it is the last letter of a
+            sequence and is invalid anywhere else; `""` (the default) for none.
     """
 
     def __init__(
-        self, alphabet: str, ambiguous: str, name: str, hints: dict[str, str] | None = None
+        self,
+        alphabet: str,
+        ambiguous: str,
+        name: str,
+        hints: dict[str, str] | None = None,
+        terminal: str = "",
     ) -> None:
+        if len(terminal) > 1 or (terminal and terminal.upper() in alphabet + ambiguous.upper()):
+            raise ValueError(
+                f"terminal must be one letter that is neither a token nor an ambiguity code, "
+                f"got {terminal!r}"
+            )
         self.alphabet = alphabet
         self.ambiguous = ambiguous
         self.name = name
         self.hints = dict(hints or {})
+        self.terminal = terminal
         lut = np.full(256, _INVALID, dtype=np.int64)
         for i, letter in enumerate(alphabet):
             lut[ord(letter.upper())] = lut[ord(letter.lower())] = i
@@ -72,6 +88,15 @@ class LetterTable:
         raw = np.frombuffer(text.encode("ascii", errors="replace"), dtype=np.uint8)
         return self._lut[raw]
 
+    def strip_terminal(self, text: str) -> str:
+        """`text` without its last letter if that is the terminal letter (positions unchanged)."""
+        return text[:-1] if self.terminal and text.endswith(self.terminal) else text
+
+    def describe_ambiguous(self, letter: str) -> str:
+        """`ambiguity code 'X'`, with the letter's hint if there is one."""
+        hint = self.hints.get(letter, "")
+        return f"ambiguity code {letter!r}{f' ({hint})' if hint else ''}"
+
     def describe_invalid(self, letter: str) -> str:
         """Why `letter` is rejected and what the input may contain instead."""
         hint = self.hints.get(letter, "")
@@ -84,12 +109,13 @@ class LetterTable:
         """Tokens of `text`; raises on any ambiguity code or invalid letter, naming its position.
 
         Args:
-            text: letters of the alphabet, any case.
+            text: letters of the alphabet, any case (and the terminal letter, if any, last).
             where: context prepended to error messages (file and record).
 
         Raises:
             ValueError: at the first letter that is not a token.
         """
+        text = self.strip_terminal(text)
         codes = self.classify(text)
         bad = np.flatnonzero(codes < 0)
         if bad.size:
@@ -98,8 +124,8 @@ class LetterTable:
             prefix = f"{where}, position {pos + 1}" if where else f"position {pos + 1}"
             if codes[pos] == _AMBIGUOUS:
                 raise ValueError(
-                    f"{prefix}: ambiguity code {letter!r} cannot be encoded as a {self.name} "
-                    f"token (it is never mapped to a letter silently); read files with "
+                    f"{prefix}: {self.describe_ambiguous(letter)} cannot be encoded as a "
+                    f"{self.name} token (it is never mapped to a letter silently); read files with "
                     f"ambiguous='split' or 'skip', or remove it"
                 )
             raise ValueError(f"{prefix}: {self.describe_invalid(letter)}")
@@ -187,6 +213,7 @@ def _tokenise(
     ambiguous: AmbiguityPolicy,
     min_length: int,
 ) -> list[SequenceRecord]:
+    text = table.strip_terminal(text)
     codes = table.classify(text)
     invalid = np.flatnonzero(codes == _INVALID)
     if invalid.size:  # invalid letters raise under every policy
@@ -199,7 +226,7 @@ def _tokenise(
     if ambiguous == "error":
         pos = int(np.flatnonzero(amb)[0])
         raise ValueError(
-            f"{where}, position {pos + 1}: ambiguity code {text[pos]!r} "
+            f"{where}, position {pos + 1}: {table.describe_ambiguous(text[pos])} "
             f"({int(amb.sum())} ambiguous letters in this record); pass ambiguous='split' to cut "
             f"the record into unambiguous fragments or ambiguous='skip' to drop such records"
         )
@@ -213,3 +240,52 @@ def _tokenise(
             tokens = torch.from_numpy(codes[start:end].copy())
             out.append(SequenceRecord(f"{record_id}:{start}-{end}", tokens, start))
     return out
+
+
+def write_records(
+    path: str | Path,
+    sequences: Tensor | Sequence[str | Tensor],
+    ids: Sequence[str] | None,
+    table: LetterTable,
+) -> None:
+    """Write sequences as FASTA (upper case, 60 letters per line) with `Bio.SeqIO`.
+
+    The alphabet-generic worker of the domains' `write_fasta` (see `ddiff.domains.protein`).
+
+    Args:
+        path: output file (overwritten).
+        sequences: a `[N, length]` token tensor, or a sequence of strings / 1-D token tensors
+            of any lengths. Strings are validated with `table.encode`.
+        ids: one record id per sequence, without whitespace; default `seq0, seq1, ...`.
+        table: the domain's letters.
+
+    Raises:
+        ValueError: if the number of ids differs from the number of sequences, an id is empty or
+            has whitespace, or a sequence is not valid (its index and position named).
+    """
+    from Bio import SeqIO
+    from Bio.Seq import Seq
+    from Bio.SeqRecord import SeqRecord
+
+    if isinstance(sequences, Tensor) and sequences.dim() != 2:
+        raise ValueError(
+            f"a tensor of sequences must be [N, length], got shape {tuple(sequences.shape)}"
+        )
+    rows = list(sequences.unbind(0)) if isinstance(sequences, Tensor) else list(sequences)
+    if ids is None:
+        ids = [f"seq{i}" for i in range(len(rows))]
+    if len(ids) != len(rows):
+        raise ValueError(f"got {len(ids)} ids for {len(rows)} sequences")
+    records = []
+    for i, (rid, row) in enumerate(zip(ids, rows, strict=True)):
+        if not rid or any(c.isspace() for c in rid):
+            raise ValueError(
+                f"sequence {i}: FASTA ids must be non-empty without whitespace, got {rid!r}"
+            )
+        try:
+            text = table.decode(table.encode(row) if isinstance(row, str) else row)
+        except ValueError as err:
+            raise ValueError(f"sequence {i} ({rid!r}), {err}") from err
+        records.append(SeqRecord(Seq(text), id=rid, description=""))
+    with open(path, "w", encoding="ascii", newline="\n") as handle:
+        SeqIO.write(records, handle, "fasta")

@@ -4,7 +4,7 @@
 only torch.
 """
 
-from ddiff.testing.oracle import ExactOracle
+from ddiff.testing.oracle import ConditionalOracle, ExactOracle
 from ddiff.testing.sources import MarkovSource
 
-__all__ = ["ExactOracle", "MarkovSource"]
+__all__ = ["ConditionalOracle", "ExactOracle", "MarkovSource"]

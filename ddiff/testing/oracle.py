@@ -184,13 +184,15 @@ class ExactOracle:
             raise TypeError(f"condition must be a Clamp, got {type(condition).__name__}")
         clamp = condition.expand(x_t.shape[0]).to("cpu")
         sig = batch_sigma(sigma, x_t).reshape(-1)
-        keys = torch.cat([clamp.mask.long(), clamp.tokens], dim=1)
-        unique, group = torch.unique(keys, dim=0, return_inverse=True)
+        # One integer per row's condition (0 = free, token + 1 = fixed): S^L is tiny here.
+        code = torch.where(clamp.mask, clamp.tokens + 1, 0)
+        keys = (code * (self.graph.num_tokens + 1) ** torch.arange(self.length)).sum(dim=-1)
+        unique, group = torch.unique(keys, return_inverse=True)
         out = torch.empty(*x_t.shape, self.graph.num_states, dtype=torch.float64)
         for k in range(unique.shape[0]):
             rows = (group == k).nonzero().squeeze(-1)
-            key = unique[k]
-            single = Clamp(key[: self.length].bool(), key[self.length :])
+            first = int(rows[0])
+            single = Clamp(clamp.mask[first], clamp.tokens[first])
             out[rows] = self.conditional(single).log_score(x_t[rows].cpu(), sig[rows].cpu())
         return out.to(x_t.device)
 

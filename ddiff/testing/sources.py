@@ -49,7 +49,9 @@ class MarkovSource:
         p0 = torch.full((n,), 1.0 / n, dtype=torch.float64) if initial is None else initial
         p0 = torch.as_tensor(p0, dtype=torch.float64)
         if p0.shape != (n,):
-            raise ValueError(f"initial must have shape [{n}] to match transition, got {list(p0.shape)}")
+            raise ValueError(
+                f"initial must have shape [{n}] to match transition, got {list(p0.shape)}"
+            )
         _check_distribution(t, "transition rows")
         _check_distribution(p0[None], "initial")
         if isinstance(length, bool) or int(length) != length or length < 1:
