@@ -1,0 +1,153 @@
+"""Training throughput (tokens/s) and peak memory of DiffusionModule + Lightning on this CPU.
+
+Each configuration runs in its own process (so its peak RSS is its own): the real training path,
+`DiffusionModule` with a `TokenDataModule` under `lightning.Trainer`, on random tokens; the first
+`--warmup` optimizer steps are not timed. Prints a markdown table.
+
+    .venv/bin/python benchmarks/training_throughput.py                  # tiny and small
+    .venv/bin/python benchmarks/training_throughput.py --configs tiny --steps 50
+
+Configurations (absorbing graph, log-linear schedule, SEDD's scaled parameterisation):
+
+- tiny:  TransformerScoreNet preset "tiny" (dim 64, depth 2), 4 data tokens (DNA-sized),
+         batch 32 x 128 tokens;
+- small: preset "small" (dim 768, depth 12, 92M non-embedding parameters), the GPT-2 vocabulary
+         (50,257 tokens), batch 4 x 128 tokens; a few steps only on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "tiny": {"preset": "tiny", "num_tokens": 4, "batch": 32, "length": 128, "steps": 30},
+    "small": {"preset": "small", "num_tokens": 50257, "batch": 4, "length": 128, "steps": 3},
+}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def child(
+    name: str, precision: str, steps: int | None, warmup: int, threads: int
+) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    import lightning as L
+
+    from ddiff import AbsorbingGraph, LogLinearSchedule
+    from ddiff.nets import ScaledAbsorbingParameterization, TransformerScoreNet
+    from ddiff.training import DiffusionModule, OptimSettings, TokenDataModule
+
+    spec = CONFIGS[name]
+    steps = steps or spec["steps"]
+    baseline = _peak_rss_mb()
+    torch.manual_seed(0)
+    graph = AbsorbingGraph(spec["num_tokens"])
+    net = TransformerScoreNet.from_preset(
+        spec["preset"], graph.num_states, parameterization=ScaledAbsorbingParameterization(graph)
+    )
+    module = DiffusionModule(graph, LogLinearSchedule(eps=0.0), net, OptimSettings(warmup_steps=0))
+    batch, length = spec["batch"], spec["length"]
+    tokens = torch.randint(spec["num_tokens"], (batch * (warmup + steps + 1), length))
+    data = TokenDataModule(tokens, batch_size=batch)
+    marks: list[float] = []
+
+    class Clock(L.Callback):
+        def on_train_batch_end(self, *args: Any) -> None:
+            marks.append(time.perf_counter())
+
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        precision=precision,
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Clock()],
+    )
+    trainer.fit(module, datamodule=data)
+    elapsed = marks[-1] - marks[warmup - 1]
+    return {
+        "config": name,
+        "precision": precision,
+        "params_M": sum(p.numel() for p in net.parameters()) / 1e6,
+        "batch": f"{batch} x {length}",
+        "steps": steps,
+        "s_per_step": elapsed / steps,
+        "tokens_per_s": batch * length * steps / elapsed,
+        "peak_rss_mb": _peak_rss_mb(),
+        "baseline_rss_mb": baseline,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configs", nargs="+", default=["tiny", "small"], choices=sorted(CONFIGS))
+    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default per config)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--child", nargs=2, metavar=("CONFIG", "PRECISION"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = child(args.child[0], args.child[1], args.steps, args.warmup, args.threads)
+        print(json.dumps(result))
+        return 0
+
+    import torch
+
+    rows = []
+    for name in args.configs:
+        for precision in args.precisions:
+            command = [sys.executable, __file__, "--child", name, precision]
+            command += ["--warmup", str(args.warmup), "--threads", str(args.threads)]
+            if args.steps:
+                command += ["--steps", str(args.steps)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(done.stderr[-3000:], file=sys.stderr)
+                return done.returncode
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"CPU: {cpu}, {os.cpu_count()} cores, {args.threads} threads; torch {torch.__version__}; "
+        f"load average {load:.2f}\n"
+    )
+    print(
+        "| config | precision | params (M) | batch | timed steps | s/step | tokens/s | peak RSS (MB) | RSS after imports (MB) |"
+    )
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['config']} | {r['precision']} | {r['params_M']:.1f} | {r['batch']} | {r['steps']} | "
+            f"{r['s_per_step']:.3f} | {r['tokens_per_s']:,.0f} | {r['peak_rss_mb']:,.0f} | "
+            f"{r['baseline_rss_mb']:,.0f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,712 @@
+"""Run configuration: pydantic models that build ddiff's objects from YAML or JSON.
+
+This is the only module that knows string names such as `"absorbing"`, `"loglinear"`,
+`"transformer"` or `"euler"`. Every model forbids unknown keys (a typo is an error that names
+the key), is discriminated by a `kind` field where there are alternatives, and has a `build()`
+that returns the plain object; core classes take typed arguments, never a configuration.
+
+A run file::
+
+    graph: {kind: absorbing, num_tokens: 4}
+    schedule: {kind: loglinear, eps: 0.0}
+    net: {kind: transformer, preset: tiny}
+    optim: {kind: adamw, lr: 1.0e-3, warmup_steps: 50, ema_decay: 0.99}
+    train: {max_steps: 300, batch_size: 32}
+    data: {kind: markov, num_tokens: 4, length: 16}
+    sampling: {kind: euler, steps: 64}
+
+`RunConfig.from_yaml(path)` validates it; `RunConfig.to_json()` gives the resolved
+configuration (every default filled in) that training saves next to its checkpoints.
+
+Example:
+    >>> cfg = RunConfig.model_validate({
+    ...     "graph": {"kind": "absorbing", "num_tokens": 4},
+    ...     "schedule": {"kind": "loglinear", "eps": 0.0},
+    ...     "train": {"max_steps": 10},
+    ... })
+    >>> cfg.graph.build()
+    AbsorbingGraph(num_tokens=4, num_states=5)
+    >>> RunConfig.model_validate_json(cfg.to_json()) == cfg
+    True
+    >>> RunConfig.model_validate({**cfg.model_dump(), "grpah": {}})
+    Traceback (most recent call last):
+        ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for RunConfig
+    grpah
+      Extra inputs are not permitted [type=extra_forbidden, input_value={}, input_type=dict]
+        ...
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import torch
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ddiff.graphs import (
+    AbsorbingGraph,
+    DenseGraph,
+    Graph,
+    UniformGraph,
+    gtr,
+    hky85,
+    jc69,
+    k80,
+    protein_graph,
+)
+from ddiff.schedules import CosineSchedule, GeometricSchedule, LogLinearSchedule, NoiseSchedule
+
+if TYPE_CHECKING:  # heavy or optional imports, needed only by build()
+    from torch import nn
+
+    from ddiff.samplers import Sampler
+    from ddiff.testing import MarkovSource
+    from ddiff.training import OptimSettings, TokenDataModule
+
+__all__ = [
+    "AbsorbingGraphConfig",
+    "AdamWConfig",
+    "AnalyticSamplerConfig",
+    "CosineScheduleConfig",
+    "DataConfig",
+    "DenseGraphConfig",
+    "EulerSamplerConfig",
+    "GTRGraphConfig",
+    "GeometricScheduleConfig",
+    "GraphConfig",
+    "HKY85GraphConfig",
+    "JC69GraphConfig",
+    "K80GraphConfig",
+    "LogLinearScheduleConfig",
+    "MarkovDataConfig",
+    "NetConfig",
+    "NpyDataConfig",
+    "OptimConfig",
+    "ProteinGraphConfig",
+    "RunConfig",
+    "SamplerConfig",
+    "ScheduleConfig",
+    "TauLeapingSamplerConfig",
+    "TrainConfig",
+    "TransformerNetConfig",
+    "UniformGraphConfig",
+]
+
+
+class _Config(BaseModel):
+    """Immutable, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- graphs ----------------------------------------------------------------------------------------
+
+
+class UniformGraphConfig(_Config):
+    """`UniformGraph(num_tokens)`."""
+
+    kind: Literal["uniform"] = "uniform"
+    num_tokens: int = Field(ge=2, description="alphabet size S")
+
+    def build(self) -> UniformGraph:
+        return UniformGraph(self.num_tokens)
+
+
+class AbsorbingGraphConfig(_Config):
+    """`AbsorbingGraph(num_tokens)`: N data tokens plus MASK."""
+
+    kind: Literal["absorbing"] = "absorbing"
+    num_tokens: int = Field(ge=1, description="data alphabet size N (the graph has N + 1 states)")
+
+    def build(self) -> AbsorbingGraph:
+        return AbsorbingGraph(self.num_tokens)
+
+
+class DenseGraphConfig(_Config):
+    """`DenseGraph(rate_matrix, num_tokens, labels)`: any small rate matrix (column convention)."""
+
+    kind: Literal["dense"] = "dense"
+    rate_matrix: list[list[float]]
+    num_tokens: int | None = None
+    labels: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _valid_matrix(self) -> DenseGraphConfig:
+        self.build()  # DenseGraph's ValueError (naming the bad entry) becomes a validation error
+        return self
+
+    def build(self) -> DenseGraph:
+        return DenseGraph(torch.tensor(self.rate_matrix), self.num_tokens, self.labels)
+
+
+class JC69GraphConfig(_Config):
+    """`jc69()`: Jukes-Cantor over A, C, G, T."""
+
+    kind: Literal["jc69"] = "jc69"
+
+    def build(self) -> DenseGraph:
+        return jc69()
+
+
+class K80GraphConfig(_Config):
+    """`k80(kappa)`: Kimura's two-parameter model."""
+
+    kind: Literal["k80"] = "k80"
+    kappa: float = Field(default=2.0, gt=0)
+
+    def build(self) -> DenseGraph:
+        return k80(self.kappa)
+
+
+class HKY85GraphConfig(_Config):
+    """`hky85(kappa, freqs)`: transition bias plus base frequencies (A, C, G, T)."""
+
+    kind: Literal["hky85"] = "hky85"
+    kappa: float = Field(default=2.0, gt=0)
+    freqs: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25)
+
+    @model_validator(mode="after")
+    def _valid(self) -> HKY85GraphConfig:
+        self.build()
+        return self
+
+    def build(self) -> DenseGraph:
+        return hky85(self.kappa, self.freqs)
+
+
+class GTRGraphConfig(_Config):
+    """`gtr(exchangeabilities, freqs)`: exchangeabilities for AC, AG, AT, CG, CT, GT."""
+
+    kind: Literal["gtr"] = "gtr"
+    exchangeabilities: tuple[float, float, float, float, float, float]
+    freqs: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25)
+
+    @model_validator(mode="after")
+    def _valid(self) -> GTRGraphConfig:
+        self.build()
+        return self
+
+    def build(self) -> DenseGraph:
+        return gtr(self.exchangeabilities, self.freqs)
+
+
+class ProteinGraphConfig(_Config):
+    """`protein_graph(matrix)`: 20 amino acids, rates from a substitution score matrix."""
+
+    kind: Literal["protein"] = "protein"
+    matrix: Literal["BLOSUM62"] = "BLOSUM62"
+
+    def build(self) -> DenseGraph:
+        return protein_graph(self.matrix)
+
+
+GraphConfig = Annotated[
+    UniformGraphConfig
+    | AbsorbingGraphConfig
+    | DenseGraphConfig
+    | JC69GraphConfig
+    | K80GraphConfig
+    | HKY85GraphConfig
+    | GTRGraphConfig
+    | ProteinGraphConfig,
+    Field(discriminator="kind"),
+]
+"""Any graph configuration, chosen by `kind`."""
+
+
+# -- schedules -------------------------------------------------------------------------------------
+
+
+class LogLinearScheduleConfig(_Config):
+    """`LogLinearSchedule(eps)`; `eps: 0` reaches the limit (needed by absorbing graphs)."""
+
+    kind: Literal["loglinear"] = "loglinear"
+    eps: float = Field(default=1e-3, ge=0.0, lt=1.0)
+
+    def build(self) -> LogLinearSchedule:
+        return LogLinearSchedule(self.eps)
+
+
+class GeometricScheduleConfig(_Config):
+    """`GeometricSchedule(sigma_min, sigma_max)`."""
+
+    kind: Literal["geometric"] = "geometric"
+    sigma_min: float = Field(default=1e-4, gt=0.0)
+    sigma_max: float = Field(default=20.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GeometricScheduleConfig:
+        if not self.sigma_min < self.sigma_max < math.inf:
+            raise ValueError(
+                f"need sigma_min < sigma_max < inf, got {self.sigma_min} and {self.sigma_max}"
+            )
+        return self
+
+    def build(self) -> GeometricSchedule:
+        return GeometricSchedule(self.sigma_min, self.sigma_max)
+
+
+class CosineScheduleConfig(_Config):
+    """`CosineSchedule(eps)`."""
+
+    kind: Literal["cosine"] = "cosine"
+    eps: float = Field(default=1e-3, ge=0.0, lt=1.0)
+
+    def build(self) -> CosineSchedule:
+        return CosineSchedule(self.eps)
+
+
+ScheduleConfig = Annotated[
+    LogLinearScheduleConfig | GeometricScheduleConfig | CosineScheduleConfig,
+    Field(discriminator="kind"),
+]
+"""Any noise schedule configuration, chosen by `kind`."""
+
+
+# -- networks --------------------------------------------------------------------------------------
+
+
+class TransformerNetConfig(_Config):
+    """`TransformerScoreNet`, from a named `preset` and/or explicit sizes.
+
+    Sizes left out (None) come from the preset, or from the constructor's defaults without one.
+    `parameterization: auto` picks `scaled_absorbing` for absorbing graphs (SEDD's choice: the
+    network only models the clean token's distribution) and `log_score` otherwise.
+    """
+
+    kind: Literal["transformer"] = "transformer"
+    preset: Literal["tiny", "small", "medium"] | None = None
+    dim: int | None = Field(default=None, ge=1)
+    depth: int | None = Field(default=None, ge=1)
+    heads: int | None = Field(default=None, ge=1)
+    cond_dim: int | None = Field(default=None, ge=1)
+    mlp_ratio: float | None = Field(default=None, gt=0)
+    dropout: float | None = Field(default=None, ge=0, lt=1)
+    parameterization: Literal["log_score", "scaled_absorbing", "auto"] = "auto"
+
+    def build(self, graph: Graph) -> nn.Module:
+        """The network for `graph` (its `num_states`, and the parameterisation chosen here)."""
+        from ddiff.nets import (
+            LogScoreParameterization,
+            ScaledAbsorbingParameterization,
+            TransformerScoreNet,
+        )
+
+        choice = self.parameterization
+        if choice == "auto":
+            choice = "scaled_absorbing" if isinstance(graph, AbsorbingGraph) else "log_score"
+        if choice == "scaled_absorbing":
+            if not isinstance(graph, AbsorbingGraph):
+                raise ValueError(
+                    "parameterization 'scaled_absorbing' needs an absorbing graph; use "
+                    "'log_score' or 'auto'"
+                )
+            param: Any = ScaledAbsorbingParameterization(graph)
+        else:
+            param = LogScoreParameterization()
+        sizes = {
+            name: getattr(self, name)
+            for name in ("dim", "depth", "heads", "cond_dim", "mlp_ratio", "dropout")
+            if getattr(self, name) is not None
+        }
+        if self.preset is not None:
+            return TransformerScoreNet.from_preset(
+                self.preset, graph.num_states, parameterization=param, **sizes
+            )
+        return TransformerScoreNet(graph.num_states, parameterization=param, **sizes)
+
+
+NetConfig = Annotated[TransformerNetConfig, Field(discriminator="kind")]
+"""Any network configuration, chosen by `kind` (one backbone so far)."""
+
+
+# -- optimisation ----------------------------------------------------------------------------------
+
+
+class AdamWConfig(_Config):
+    """AdamW with linear warm-up, gradient clipping and an EMA of the weights (SEDD's defaults).
+
+    See `ddiff.training.OptimSettings` for the meaning of each field.
+    """
+
+    kind: Literal["adamw"] = "adamw"
+    lr: float = Field(default=3e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(default=1e-8, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_steps: int = Field(default=2500, ge=0)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    ema_decay: float | None = Field(default=0.9999, ge=0, lt=1)
+
+    def build(self) -> OptimSettings:
+        from ddiff.training import OptimSettings
+
+        return OptimSettings(
+            lr=self.lr,
+            betas=self.betas,
+            eps=self.eps,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            grad_clip=self.grad_clip,
+            ema_decay=self.ema_decay,
+        )
+
+
+OptimConfig = Annotated[AdamWConfig, Field(discriminator="kind")]
+"""Any optimiser configuration, chosen by `kind` (AdamW so far)."""
+
+
+# -- the training loop -----------------------------------------------------------------------------
+
+
+class TrainConfig(_Config):
+    """How long and where to train; maps onto `lightning.Trainer` and `DiffusionModule`.
+
+    `batch_size` is per device: the global batch is `batch_size * devices * num_nodes *
+    accumulate_grad_batches`. `strategy: ddp` runs one process per device (multi-GPU, or
+    `devices: N` CPU processes with gloo); `fsdp` shards the network over devices.
+
+    Attributes:
+        seed: seeds the initial weights, the data order and every training draw.
+        max_steps: optimizer steps to train for (the data stream has no epochs).
+        batch_size: sequences per batch and device.
+        val_batch_size: sequences per validation batch (default: `batch_size`).
+        accumulate_grad_batches: micro-batches per optimizer step.
+        time_sampling: how the batch's times are drawn (`stratified` has the lowest variance).
+        precision: `32-true`, or `bf16-mixed` / `16-mixed` autocast (the loss stays float32).
+        val_every_n_steps: optimizer steps between validations (the likelihood bound).
+        val_num_t: times per validation sequence.
+        limit_val_batches: validate on at most this many batches per rank (default: all).
+        checkpoint_every_n_steps: optimizer steps between checkpoints.
+        log_every_n_steps: optimizer steps between logged training losses.
+        accelerator, devices, num_nodes, strategy: where to run (Lightning's meanings).
+        num_workers: DataLoader worker processes.
+        deterministic: `torch.use_deterministic_algorithms` (GPU kernels; CPU is already).
+    """
+
+    seed: int = Field(default=0, ge=0)
+    max_steps: int = Field(ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    val_batch_size: int | None = Field(default=None, ge=1)
+    accumulate_grad_batches: int = Field(default=1, ge=1)
+    time_sampling: Literal["stratified", "antithetic", "uniform"] = "stratified"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    val_every_n_steps: int = Field(default=1000, ge=1)
+    val_num_t: int = Field(default=8, ge=1)
+    limit_val_batches: int | None = Field(default=None, ge=1)
+    checkpoint_every_n_steps: int = Field(default=1000, ge=1)
+    log_every_n_steps: int = Field(default=50, ge=1)
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    num_nodes: int = Field(default=1, ge=1)
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    num_workers: int = Field(default=0, ge=0)
+    deterministic: bool = False
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+class MarkovDataConfig(_Config):
+    """Synthetic sequences from `ddiff.testing.MarkovSource.random` (known entropy)."""
+
+    kind: Literal["markov"] = "markov"
+    num_tokens: int = Field(ge=1)
+    length: int = Field(ge=1)
+    num_train: int = Field(default=4096, ge=1)
+    num_val: int = Field(default=512, ge=1)
+    seed: int = Field(default=0, ge=0)
+    concentration: float = Field(default=0.3, gt=0)
+
+    def source(self) -> MarkovSource:
+        """The Markov chain the data is drawn from (its exact entropy is the best bound)."""
+        from ddiff.testing import MarkovSource
+
+        return MarkovSource.random(self.num_tokens, self.length, self.seed, self.concentration)
+
+    def build(
+        self,
+        *,
+        batch_size: int,
+        val_batch_size: int | None = None,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> TokenDataModule:
+        from ddiff.training import TokenDataModule
+
+        source = self.source()
+        g = torch.Generator().manual_seed(self.seed + 1)
+        train, val = source.sample(self.num_train, g), source.sample(self.num_val, g)
+        return TokenDataModule(
+            train,
+            val,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            num_tokens=self.num_tokens,
+            seed=seed,
+            num_workers=num_workers,
+        )
+
+
+class NpyDataConfig(_Config):
+    """Token arrays stored with numpy (read with `allow_pickle=False`).
+
+    Each of `train` and `val` is one of: a 2-D `.npy` of fixed-length windows `[N, L]`; a 1-D
+    `.npy` token stream cut into windows of `window` tokens (packing); or an `.npz` holding
+    `tokens` (1-D, all sequences concatenated) and `offsets` (1-D, N + 1 start positions) for
+    variable-length sequences, padded with `pad_token` to `length` (see
+    `ddiff.training.data` for the padding policy). Relative paths are relative to the YAML file.
+    """
+
+    kind: Literal["npy"] = "npy"
+    train: Path
+    val: Path | None = None
+    window: int | None = Field(default=None, ge=1)
+    length: int | None = Field(default=None, ge=1)
+    pad_token: int = Field(default=0, ge=0)
+
+    @field_validator("train", "val")
+    @classmethod
+    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base_dir")
+        if value is None or value.is_absolute() or base is None:
+            return value
+        return (Path(base) / value).resolve()
+
+    def _load(self, path: Path) -> Any:
+        import numpy as np
+
+        from ddiff.training.data import windows
+
+        if not path.is_file():
+            raise FileNotFoundError(f"token file not found: {path}")
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if set(z.files) != {"tokens", "offsets"}:
+                    raise ValueError(
+                        f"{path}: an .npz must hold 'tokens' and 'offsets', got {z.files}"
+                    )
+                tokens, offsets = z["tokens"], z["offsets"]
+            return [tokens[a:b] for a, b in itertools.pairwise(offsets)]
+        array = np.load(path, allow_pickle=False)
+        if array.ndim == 1:
+            if self.window is None:
+                raise ValueError(f"{path} is a 1-D token stream; set data.window to cut it")
+            return windows(array, self.window)
+        return array
+
+    def build(
+        self,
+        *,
+        batch_size: int,
+        val_batch_size: int | None = None,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> TokenDataModule:
+        from ddiff.training import TokenDataModule
+
+        return TokenDataModule(
+            self._load(self.train),
+            None if self.val is None else self._load(self.val),
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            length=self.length,
+            pad_token=self.pad_token,
+            seed=seed,
+            num_workers=num_workers,
+        )
+
+
+DataConfig = Annotated[MarkovDataConfig | NpyDataConfig, Field(discriminator="kind")]
+"""Any data configuration, chosen by `kind`."""
+
+
+# -- sampling --------------------------------------------------------------------------------------
+
+
+class _SamplerFields(_Config):
+    steps: int = Field(
+        default=128, ge=1, description="reverse steps (the denoise step adds one call)"
+    )
+    eps: float = Field(default=1e-5, gt=0, lt=1)
+    denoise: bool = True
+    categorical_dtype: Literal["float64", "float32"] = "float64"
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {
+            "eps": self.eps,
+            "denoise": self.denoise,
+            "categorical_dtype": getattr(torch, self.categorical_dtype),
+        }
+
+
+class EulerSamplerConfig(_SamplerFields):
+    """`EulerSampler`; `steps` is passed to `sample`, not to the constructor."""
+
+    kind: Literal["euler"] = "euler"
+
+    def build(self, graph: Graph, schedule: NoiseSchedule) -> Sampler:
+        from ddiff.samplers import EulerSampler
+
+        return EulerSampler(graph, schedule, **self._kwargs())
+
+
+class TauLeapingSamplerConfig(_SamplerFields):
+    """`TauLeapingSampler`."""
+
+    kind: Literal["tau_leaping"] = "tau_leaping"
+
+    def build(self, graph: Graph, schedule: NoiseSchedule) -> Sampler:
+        from ddiff.samplers import TauLeapingSampler
+
+        return TauLeapingSampler(graph, schedule, **self._kwargs())
+
+
+class AnalyticSamplerConfig(_SamplerFields):
+    """`AnalyticSampler` (Tweedie steps)."""
+
+    kind: Literal["analytic"] = "analytic"
+
+    def build(self, graph: Graph, schedule: NoiseSchedule) -> Sampler:
+        from ddiff.samplers import AnalyticSampler
+
+        return AnalyticSampler(graph, schedule, **self._kwargs())
+
+
+SamplerConfig = Annotated[
+    EulerSamplerConfig | TauLeapingSamplerConfig | AnalyticSamplerConfig,
+    Field(discriminator="kind"),
+]
+"""Any sampler configuration, chosen by `kind`."""
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+class RunConfig(_Config):
+    """Everything a training run needs; `from_yaml` loads one, `to_json` saves it resolved.
+
+    Cross-field checks: the data's alphabet matches the graph's; `scaled_absorbing` needs an
+    absorbing graph; an absorbing graph needs a schedule that reaches the limit (`loglinear` or
+    `cosine` with `eps: 0`), otherwise its likelihood bound is infinite.
+    """
+
+    graph: GraphConfig
+    schedule: ScheduleConfig
+    net: NetConfig = TransformerNetConfig()
+    optim: OptimConfig = AdamWConfig()
+    train: TrainConfig
+    data: DataConfig | None = None
+    sampling: SamplerConfig = EulerSamplerConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        graph = self.graph.build()
+        if isinstance(self.net, TransformerNetConfig) and (
+            self.net.parameterization == "scaled_absorbing"
+            and not isinstance(graph, AbsorbingGraph)
+        ):
+            raise ValueError(
+                f"net.parameterization 'scaled_absorbing' needs graph.kind 'absorbing', got "
+                f"{self.graph.kind!r}; use 'auto' or 'log_score'"
+            )
+        if isinstance(graph, AbsorbingGraph) and math.isfinite(self.schedule.build().total_max):
+            raise ValueError(
+                "an absorbing graph needs a schedule that reaches the all-MASK limit, or its "
+                "likelihood bound is infinite: use schedule {kind: loglinear, eps: 0} (or cosine "
+                "with eps: 0)"
+            )
+        if isinstance(self.data, MarkovDataConfig) and self.data.num_tokens != graph.num_tokens:
+            raise ValueError(
+                f"data.num_tokens = {self.data.num_tokens} but the graph has {graph.num_tokens} "
+                "data tokens; make them equal"
+            )
+        return self
+
+    # -- files --
+
+    @classmethod
+    def from_yaml(
+        cls, path: str | os.PathLike[str], overrides: dict[str, Any] | None = None
+    ) -> RunConfig:
+        """Load and validate a YAML run file.
+
+        Args:
+            path: the YAML file; relative data paths in it are relative to its directory.
+            overrides: dotted keys to set before validation, e.g. `{"train.max_steps": 400}`
+                (unknown keys are errors, as in the file).
+
+        Raises:
+            ValueError: if the file is not valid YAML or not a mapping.
+            pydantic.ValidationError: (a `ValueError`) naming every wrong or unknown key; its
+                title is the file's path.
+        """
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{path}: a run file must be a mapping of sections, got {type(data).__name__}"
+            )
+        for key, value in (overrides or {}).items():
+            _set_dotted(data, key, value)
+        try:
+            return cls.model_validate(data, context={"base_dir": path.parent.resolve()})
+        except ValidationError as e:
+            raise ValidationError.from_exception_data(str(path), e.errors()) from None  # type: ignore[arg-type]
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> RunConfig:
+        """Load a configuration written by `save_json`."""
+        path = Path(path)
+        try:
+            return cls.model_validate_json(path.read_text())
+        except ValidationError as e:
+            raise ValidationError.from_exception_data(str(path), e.errors()) from None  # type: ignore[arg-type]
+
+    def to_json(self) -> str:
+        """The resolved configuration (defaults filled in) as indented JSON."""
+        return self.model_dump_json(indent=2)
+
+    def save_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write `to_json()` to `path` atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            with open(tmp, "x") as f:
+                f.write(self.to_json() + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """`data["a"]["b"] = value` for `key = "a.b"`, creating sections as needed."""
+    *sections, last = key.split(".")
+    node = data
+    for section in sections:
+        child = node.setdefault(section, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"override {key!r}: {section!r} is not a section")
+        node = child
+    node[last] = value

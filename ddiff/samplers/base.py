@@ -1,0 +1,549 @@
+"""The `Sampler` abstraction: one reverse-diffusion loop; subclasses implement a step."""
+
+from __future__ import annotations
+
+import abc
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import singledispatch
+from typing import ClassVar, cast
+
+import torch
+from torch import Tensor
+
+from ddiff.conditioning import Clamp, Condition, ConditionalScoreFn
+from ddiff.graphs import AbsorbingGraph, Graph, UniformGraph
+from ddiff.losses import ScoreFn
+from ddiff.samplers._draw import draw_categorical
+from ddiff.schedules import NoiseSchedule
+
+TimeGrid = Callable[[int, float], Tensor]
+"""`time_grid(steps, eps) -> times [steps + 1]`, decreasing from (at most) 1 down to `eps`."""
+
+
+def uniform_time_grid(steps: int, eps: float) -> Tensor:
+    """`steps + 1` times spaced uniformly from 1 down to `eps` (float64); the default grid.
+
+    Example:
+        >>> from ddiff.samplers import uniform_time_grid
+        >>> uniform_time_grid(4, 0.5).tolist()
+        [1.0, 0.875, 0.75, 0.625, 0.5]
+    """
+    return torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class Interval:
+    r"""One step of the reverse chain, from time `t` down to `s < t` (shared by the whole batch).
+
+    Attributes:
+        t: the current time.
+        s: the time after the step.
+        total_t: total noise $\bar\sigma(t)$.
+        total_s: total noise $\bar\sigma(s)$.
+        rate_t: noise rate $\sigma(t)$, the factor between the graph's reverse rates and the
+            reverse chain's rates at time t.
+
+    Example:
+        >>> from ddiff.samplers import Interval
+        >>> step = Interval(t=0.5, s=0.25, total_t=0.69, total_s=0.29, rate_t=2.0)
+        >>> step.dt, round(step.dsigma, 2)
+        (0.25, 0.4)
+    """
+
+    t: float
+    s: float
+    total_t: float
+    total_s: float
+    rate_t: float
+
+    @property
+    def dt(self) -> float:
+        """The step's length in time, `t - s` (> 0)."""
+        return self.t - self.s
+
+    @property
+    def dsigma(self) -> float:
+        r"""The noise removed by the step, $\bar\sigma(t) - \bar\sigma(s) \ge 0$."""
+        return self.total_t - self.total_s
+
+
+@dataclass(frozen=True, eq=False)
+class SampleResult:
+    """What `Sampler.run` returns.
+
+    Attributes:
+        tokens: the samples, LongTensor `[batch, length]` of data tokens (no MASK when the
+            final denoise step ran).
+        nfe: number of score-function evaluations (`steps + 1` with the denoise step; 0 when
+            every position was fixed by the condition).
+        times: the time grid that was used, float64 `[steps + 1]`, from the start time down to
+            eps (the denoise step then goes from `times[-1]` to zero noise).
+    """
+
+    tokens: Tensor
+    nfe: int
+    times: Tensor
+
+
+class Sampler(abc.ABC):
+    r"""Reverse diffusion from the limit distribution to data; subclasses implement `step`.
+
+    The base class owns the loop shared by every sampler: it draws $x_1$ from the graph's
+    limit, walks a time grid from 1 down to a small `eps`, calls the score function once per
+    step, hands the scores (exponentiated into a buffer reused across steps) of the positions
+    that can move to `step`, applies the condition after every step, and ends with
+    the **denoise** step: one analytic (Tweedie) step from $\bar\sigma(\epsilon)$ to zero noise
+    whose probabilities are restricted to data tokens, so no MASK (or other non-data state) is
+    left. The reverse chain of the forward CTMC has rates
+
+    $$\bar Q_t[y, x] = \sigma(t)\, \frac{p_t(y)}{p_t(x)}\, Q[x, y] \quad (y \ne x),$$
+
+    the concrete scores times the forward rates into x (`Graph.reverse_rates` times
+    $\sigma(t)$); the subclasses differ in how they integrate it over a step (Lou, Meng & Ermon,
+    *Discrete Diffusion Modeling by Estimating the Ratios of the Data Distribution*, ICML 2024;
+    Campbell et al., *A Continuous Time Framework for Discrete Denoising Models*, NeurIPS 2022).
+
+    Samplers are stateless: the score function
+    `score_fn(x_t [B, L], sigma_bar [B] float64) -> log-scores [B, L, S]` (a network, or
+    `ddiff.testing.ExactOracle`) is passed to `sample`, randomness comes from the optional
+    `torch.Generator`, and nothing is stored on `self` during a call.
+
+    **Conditioning.** `condition` (a `ddiff.conditioning.Condition` or `Clamp`) fixes tokens:
+    they start at their values and are clamped after every step (a projection). The score
+    function is called as `score_fn(x_t, sigma_bar)` unless `pass_condition=True`, in which case
+    it is called as `score_fn(x_t, sigma_bar, condition=clamp)` with the `Clamp` expanded to
+    `[B, L]` (an empty clamp when there is no condition): an explicit opt-in, so a plain network
+    never receives an argument it does not expect.
+
+    **Work per step.** Everything outside the score function is O(B L S): no `S x S` matrix is
+    built for uniform or absorbing graphs (a `DenseGraph` builds its `S x S` rate matrix or
+    kernels once per step, which is what it is for: small alphabets).
+    Positions that cannot move are not computed: fixed positions, and positions holding a data
+    state that no other state jumps into (unmasked tokens of an absorbing graph), whose reverse
+    rates are zero whatever the score.
+
+    Args:
+        graph: the forward process.
+        schedule: the noise schedule the score function was trained with.
+        eps: the last time of the grid (0 < eps < 1); the denoise step covers $[0, \epsilon]$.
+        time_grid: `(steps, eps) -> times [steps + 1]`, strictly decreasing from at most 1 to
+            `eps`; default `uniform_time_grid`. When the schedule's total noise is infinite at
+            the first time (e.g. `LogLinearSchedule(eps=0)` at t = 1, where the limit is exact),
+            that time is replaced by `1 - eps`; starting there from the limit costs at most the
+            limit's distance to $p_{1-\epsilon}$ (for the absorbing graph and the log-linear
+            schedule, L eps in total variation).
+        denoise: end with the denoise step (default True). Without it the result can hold
+            non-data states such as MASK, and `nfe == steps`.
+        categorical_dtype: floating type of the categorical draws, float64 by default: float32
+            uniforms under-sample the smallest probabilities, which lowers the effective
+            temperature and makes samples look better than they are. float32 is an option for
+            speed.
+
+    Subclassing: implement `step(x, score, interval, generator) -> new x` for positions laid
+    out as one row `[1, N]` (see `step`). If the step can move a position out of a state that
+    no other state jumps into (for instance a corrector that also uses forward rates), set the
+    class attribute `frozen_states_stay = False`.
+
+    Example:
+        >>> import torch
+        >>> from ddiff import AbsorbingGraph
+        >>> from ddiff.conditioning import Condition
+        >>> from ddiff.samplers import AnalyticSampler
+        >>> from ddiff.schedules import LogLinearSchedule
+        >>> from ddiff.testing import ExactOracle
+        >>> graph = AbsorbingGraph(4)
+        >>> oracle = ExactOracle.random(graph, length=3, seed=0)  # exact scores
+        >>> sampler = AnalyticSampler(graph, LogLinearSchedule())
+        >>> x = sampler.sample(oracle, batch=4, length=3, steps=8, condition=Condition.at({1: 2}),
+        ...                    generator=torch.Generator().manual_seed(0))
+        >>> x[:, 1].tolist(), bool((x < 4).all())  # the fixed token, and no MASK left
+        ([2, 2, 2, 2], True)
+    """
+
+    frozen_states_stay: ClassVar[bool] = True
+    """True if `step` never moves a position out of a data state with no incoming rates."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        schedule: NoiseSchedule,
+        *,
+        eps: float = 1e-5,
+        time_grid: TimeGrid = uniform_time_grid,
+        denoise: bool = True,
+        categorical_dtype: torch.dtype = torch.float64,
+    ) -> None:
+        if not isinstance(graph, Graph):
+            raise TypeError(f"graph must be a ddiff Graph, got {type(graph).__name__}")
+        if not isinstance(schedule, NoiseSchedule):
+            raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+        eps = float(eps)
+        if not 0.0 < eps < 1.0:
+            raise ValueError(f"eps (the last time of the grid) must be in (0, 1), got {eps!r}")
+        if not callable(time_grid):
+            raise TypeError("time_grid must be a callable (steps, eps) -> times [steps + 1]")
+        if categorical_dtype not in (torch.float32, torch.float64):
+            raise ValueError(
+                f"categorical_dtype must be torch.float64 (default) or torch.float32, got "
+                f"{categorical_dtype}"
+            )
+        self.graph = graph
+        self.schedule = schedule
+        self.eps = eps
+        self.time_grid = time_grid
+        self.denoise = bool(denoise)
+        self.categorical_dtype = categorical_dtype
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.graph!r}, {self.schedule!r}, eps={self.eps!r}, "
+            f"denoise={self.denoise})"
+        )
+
+    # -- the step (subclasses) ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def step(
+        self,
+        x: Tensor,
+        score: Tensor,
+        interval: Interval,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """One reverse step from `interval.t` to `interval.s` for the positions being updated.
+
+        Args:
+            x: current tokens, LongTensor `[1, N]`: every position to update, from every
+                sequence of the batch, in one row (all share the step's noise level, so graph
+                members see a single `sigma` and a dense graph builds its kernel once).
+            score: `[1, N, S]` concrete scores (ratios $p_t(y)/p_t(x)$, the exponentiated
+                log-scores) at `(x, interval.total_t)`; the entry at the current token is
+                meaningless. It is a workspace the loop reuses at every step: the step may
+                overwrite it (and should, rather than allocate `[N, S]` temporaries).
+            interval: the step's times, total noises and noise rate.
+            generator: source of randomness.
+
+        Returns:
+            The new tokens, LongTensor `[1, N]`.
+        """
+
+    # -- sampling ----------------------------------------------------------------------------------
+
+    def sample(
+        self,
+        score_fn: ScoreFn | ConditionalScoreFn,
+        batch: int,
+        length: int,
+        steps: int,
+        *,
+        condition: Condition | Clamp | None = None,
+        pass_condition: bool = False,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        progress: bool = False,
+    ) -> Tensor:
+        """Draw `batch` sequences of `length` tokens with `steps` steps: LongTensor `[batch, length]`.
+
+        See `run` for the arguments; this returns `run(...).tokens`.
+        """
+        return self.run(
+            score_fn,
+            batch,
+            length,
+            steps,
+            condition=condition,
+            pass_condition=pass_condition,
+            generator=generator,
+            device=device,
+            progress=progress,
+        ).tokens
+
+    @torch.no_grad()
+    def run(
+        self,
+        score_fn: ScoreFn | ConditionalScoreFn,
+        batch: int,
+        length: int,
+        steps: int,
+        *,
+        condition: Condition | Clamp | None = None,
+        pass_condition: bool = False,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        progress: bool = False,
+    ) -> SampleResult:
+        """Draw samples and report the number of score evaluations and the time grid.
+
+        Args:
+            score_fn: `(x_t [B, L], sigma_bar [B]) -> log-scores [B, L, S]`; `sigma_bar` is
+                float64. Called as `score_fn(x_t, sigma_bar, condition=clamp)` when
+                `pass_condition` is True.
+            batch: number of sequences B.
+            length: sequence length L.
+            steps: number of reverse steps (>= 1); the denoise step adds one evaluation.
+            condition: fixed tokens (a `Condition`, or a `Clamp` of shape `[L]` or `[B, L]`).
+            pass_condition: also give the score function the condition (see the class doc).
+            generator: source of randomness (`None`: torch's global generator).
+            device: device of the samples (default: the CPU).
+            progress: show a progress bar (tqdm if installed, else a line on stderr).
+
+        Returns:
+            A `SampleResult` with `tokens` `[B, L]`, `nfe` and `times`.
+        """
+        batch = _positive_int(batch, "batch")
+        length = _positive_int(length, "length")
+        steps = _positive_int(steps, "steps")
+        graph, s = self.graph, self.graph.num_states
+        clamp = self._resolve(condition, batch, length, device)
+        times = self.times(steps)
+        if clamp is not None and clamp.is_full:
+            return SampleResult(tokens=clamp.tokens.clone(), nfe=0, times=times)
+        totals = self.schedule.total(times).tolist()
+        rates = self.schedule.rate(times).tolist()
+        grid = times.tolist()
+        passed = None
+        if pass_condition:
+            passed = clamp if clamp is not None else _empty_clamp(batch, length, device)
+
+        def evaluate(x: Tensor, total: float) -> Tensor:
+            sigma = torch.full((batch,), total, dtype=torch.float64, device=x.device)
+            if passed is None:
+                out = cast(ScoreFn, score_fn)(x, sigma)
+            else:
+                out = cast(ConditionalScoreFn, score_fn)(x, sigma, condition=passed)
+            if not isinstance(out, Tensor) or list(out.shape) != [batch, length, s]:
+                shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise ValueError(
+                    f"score_fn must return log-scores of shape [batch, length, states] = "
+                    f"[{batch}, {length}, {s}], got {shape}"
+                )
+            if not out.is_floating_point():
+                raise ValueError(f"score_fn must return floating log-scores, got {out.dtype}")
+            return out if out.dtype in (torch.float32, torch.float64) else out.float()
+
+        frozen = _frozen_data_states(graph) if self.frozen_states_stay else None
+        if frozen is not None:
+            frozen = frozen.to(device)
+        x = graph.sample_limit((batch, length), generator, device)
+        if clamp is not None:
+            x = clamp(x)
+        workspace = _Workspace()
+        nfe = 0
+        for i in _progress(range(steps), progress, type(self).__name__):
+            interval = Interval(grid[i], grid[i + 1], totals[i], totals[i + 1], rates[i])
+            log_score = evaluate(x, totals[i])
+            nfe += 1
+            x = self._update(x, log_score, clamp, frozen, workspace, self.step, interval, generator)
+        if self.denoise:
+            log_score = evaluate(x, totals[-1])
+            nfe += 1
+            last = Interval(grid[-1], 0.0, totals[-1], 0.0, rates[-1])
+            x = self._update(x, log_score, clamp, frozen, workspace, self._denoise, last, generator)
+        return SampleResult(tokens=x, nfe=nfe, times=times)
+
+    def times(self, steps: int) -> Tensor:
+        """The time grid `[steps + 1]` (float64) that `run` uses for `steps` steps, validated."""
+        steps = _positive_int(steps, "steps")
+        grid = torch.as_tensor(self.time_grid(steps, self.eps), dtype=torch.float64).flatten()
+        if grid.numel() != steps + 1:
+            raise ValueError(
+                f"time_grid returned {grid.numel()} times for {steps} steps; it must return "
+                f"steps + 1 = {steps + 1}"
+            )
+        if not bool((grid[1:] < grid[:-1]).all()):
+            raise ValueError(f"time_grid must be strictly decreasing, got {grid.tolist()[:6]}...")
+        if not (float(grid[0]) <= 1.0 and float(grid[-1]) > 0.0):
+            raise ValueError(
+                "time_grid must stay in (0, 1] (start at most 1, end at eps > 0), got "
+                f"[{float(grid[0])!r}, ..., {float(grid[-1])!r}]"
+            )
+        if not math.isfinite(float(self.schedule.total(grid[:1])[0])):
+            # The limit is reached exactly at grid[0]: start just below it (see the class doc).
+            start = 1.0 - self.eps
+            if steps > 1 and not start > float(grid[1]):
+                raise ValueError(
+                    f"the schedule's total noise is infinite at t = {float(grid[0])}, so the "
+                    f"sampler starts at 1 - eps = {start}, but the grid's second time "
+                    f"{float(grid[1])} is not below it; use fewer steps or a smaller eps"
+                )
+            grid = grid.clone()
+            grid[0] = start
+        return grid
+
+    # -- shared machinery --------------------------------------------------------------------------
+
+    def _denoise(
+        self, x: Tensor, score: Tensor, interval: Interval, generator: torch.Generator | None
+    ) -> Tensor:
+        """The final analytic step from `interval.total_t` to zero noise, onto data tokens."""
+        probs = tweedie_probs(self.graph, x, score, interval.total_t)
+        probs[..., self.graph.num_tokens :] = 0.0
+        return draw_categorical(probs, generator, self.categorical_dtype)
+
+    def _resolve(
+        self,
+        condition: Condition | Clamp | None,
+        batch: int,
+        length: int,
+        device: torch.device | str | None,
+    ) -> Clamp | None:
+        if condition is None:
+            return None
+        if isinstance(condition, Condition):
+            clamp = condition.resolve(length, self.graph.num_tokens, device)
+        elif isinstance(condition, Clamp):
+            if condition.length != length or (
+                condition.mask.dim() == 2 and condition.mask.shape[0] != batch
+            ):
+                raise ValueError(
+                    f"the clamp has shape {list(condition.mask.shape)} but the samples are "
+                    f"[{batch}, {length}]; give a [length] or [batch, length] clamp"
+                )
+            clamp = Clamp.from_tensors(condition.tokens, condition.mask, self.graph.num_tokens).to(
+                device
+            )
+        else:
+            raise TypeError(
+                "condition must be a ddiff.conditioning.Condition or Clamp, got "
+                f"{type(condition).__name__}"
+            )
+        return None if clamp.is_empty else clamp.expand(batch)
+
+    @staticmethod
+    def _update(
+        x: Tensor,
+        log_score: Tensor,
+        clamp: Clamp | None,
+        frozen: Tensor | None,
+        workspace: _Workspace,
+        step: Callable[[Tensor, Tensor, Interval, torch.Generator | None], Tensor],
+        interval: Interval,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Exponentiate the log-scores of the positions that can move, step them, clamp."""
+        s = log_score.shape[-1]
+        flat = log_score.reshape(-1, s)
+        active = None if frozen is None else ~frozen[x]
+        if clamp is not None:
+            active = ~clamp.mask if active is None else active & ~clamp.mask
+        if active is None or bool(active.all()):
+            score = torch.exp(flat, out=workspace.rows(flat.shape[0], flat))
+            new = step(x.reshape(1, -1), score.unsqueeze(0), interval, generator).reshape(x.shape)
+        else:
+            index = active.reshape(-1).nonzero().squeeze(-1)
+            if index.numel() == 0:
+                return x
+            score = workspace.rows(index.numel(), flat)
+            torch.index_select(flat, 0, index, out=score).exp_()
+            moved = step(x.reshape(-1)[index].unsqueeze(0), score.unsqueeze(0), interval, generator)
+            new = x.reshape(-1).index_copy(0, index, moved.reshape(-1)).reshape(x.shape)
+        return new if clamp is None else clamp(new)
+
+
+class _Workspace:
+    """One `[B L, S]` buffer for the scores, allocated at the first step of a call and reused.
+
+    Fresh multi-megabyte tensors cost page faults at every step (glibc returns them to the
+    system); reusing one keeps the loop's own allocations to what the graph members make.
+    """
+
+    def __init__(self) -> None:
+        self._buffer: Tensor | None = None
+
+    def rows(self, n: int, like: Tensor) -> Tensor:
+        """The first `n` rows of the buffer (shaped and typed like `like`, `[rows, S]`)."""
+        buf = self._buffer
+        if (
+            buf is None
+            or buf.dtype != like.dtype
+            or buf.shape[0] < n
+            or buf.shape[1:] != like.shape[1:]
+        ):
+            buf = self._buffer = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+        return buf[:n]
+
+
+def tweedie_probs(graph: Graph, x: Tensor, score: Tensor, dsigma: float) -> Tensor:
+    r"""Unnormalised analytic-step probabilities $p(x_s = y \mid x_t = x)$, `[..., S]`.
+
+    $$p(x_s = y \mid x_t = x) \propto
+      \bigl[\exp(-\Delta\bar\sigma\, Q)\, s\bigr]_y \; \exp(\Delta\bar\sigma\, Q)[x, y],$$
+
+    with $s_y = p_t(y)/p_t(x)$ the concrete score and
+    $\Delta\bar\sigma = \bar\sigma(t) - \bar\sigma(s)$: exact in one dimension when the score is
+    (Tweedie tau-leaping; Lou, Meng & Ermon, ICML 2024). Negative entries (from inexact scores)
+    are clamped to 0.
+
+    Args:
+        graph: the forward process.
+        x: tokens `[B, ...]`.
+        score: concrete scores (ratios, not logs) `[*x.shape, S]`; the entry at `x` is set to 1
+            **in place** (the score of the current token is 1 by definition).
+        dsigma: noise removed by the step, >= 0.
+    """
+    score.scatter_(-1, x.unsqueeze(-1), 1.0)
+    d = torch.tensor(dsigma, dtype=score.dtype, device=score.device)
+    probs = graph.staggered_score(score, d).mul_(graph.transition_in(x, d))
+    return probs.clamp_min_(0.0)
+
+
+# -- internals -------------------------------------------------------------------------------------
+
+# Generic graphs up to this many states are inspected densely for frozen states (once per call).
+_DENSE_INSPECTION_LIMIT = 4096
+
+
+@singledispatch
+def _frozen_data_states(graph: Graph) -> Tensor | None:
+    """Bool `[S]`: data states that no other state jumps into (their reverse rates are 0).
+
+    A position in such a state never moves in the reverse chain (nor in the analytic step,
+    whose kernel row `P[x, :]` is then one-hot), so the samplers skip it. `None`: no such state.
+    """
+    if graph.num_states > _DENSE_INSPECTION_LIMIT:
+        return None
+    q = graph.rate_matrix(torch.float64)
+    inflow = (q - torch.diag(torch.diagonal(q))).gt(0).any(dim=1)  # Q[x, y] > 0 for some y != x
+    frozen = ~inflow
+    frozen[graph.num_tokens :] = False
+    return frozen if bool(frozen.any()) else None
+
+
+@_frozen_data_states.register
+def _(graph: UniformGraph) -> Tensor | None:
+    return None
+
+
+@_frozen_data_states.register
+def _(graph: AbsorbingGraph) -> Tensor | None:
+    return torch.arange(graph.num_states) < graph.num_tokens
+
+
+def _positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _empty_clamp(batch: int, length: int, device: torch.device | str | None) -> Clamp:
+    mask = torch.zeros(batch, length, dtype=torch.bool, device=device)
+    return Clamp(mask=mask, tokens=torch.zeros(batch, length, dtype=torch.long, device=device))
+
+
+def _progress(steps: range, enabled: bool, name: str) -> Iterator[int]:
+    if not enabled:
+        yield from steps
+        return
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        total = len(steps)
+        for k, i in enumerate(steps):
+            print(f"\r{name}: step {k + 1}/{total}", end="", file=sys.stderr, flush=True)
+            yield i
+        print(file=sys.stderr)
+        return
+    yield from tqdm(steps, desc=name, leave=False)

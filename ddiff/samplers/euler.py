@@ -1,0 +1,56 @@
+"""The Euler sampler: first-order integration of the reverse CTMC."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ddiff.samplers._draw import draw_categorical
+from ddiff.samplers.base import Interval, Sampler
+
+
+class EulerSampler(Sampler):
+    r"""Euler steps of the reverse CTMC: one categorical draw per position per step.
+
+    Per position, with the reverse rates $\bar Q_t[y, x] = \sigma(t)\, s_\theta(x_t, t)_y\,
+    Q[x, y]$ frozen over the step of length $\Delta t$,
+
+    $$p(x_{t - \Delta t} = y \mid x_t = x) = \delta_x(y) + \Delta t\, \bar Q_t[y, x],$$
+
+    negative entries (the stay probability when the rates are large) clamped to 0 and the rest
+    renormalised. The error is first order in $\Delta t$ (Campbell et al., *A Continuous Time
+    Framework for Discrete Denoising Models*, NeurIPS 2022; the Euler sampler of Lou, Meng &
+    Ermon, ICML 2024). Every graph works through `Graph.reverse_rates` (O(S) per position for
+    uniform and absorbing graphs).
+
+    Example:
+        >>> import torch
+        >>> from ddiff import AbsorbingGraph
+        >>> from ddiff.samplers import EulerSampler
+        >>> from ddiff.schedules import LogLinearSchedule
+        >>> from ddiff.testing import ExactOracle
+        >>> graph = AbsorbingGraph(3)
+        >>> oracle = ExactOracle.random(graph, length=2, seed=0)
+        >>> sampler = EulerSampler(graph, LogLinearSchedule())
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = sampler.sample(oracle, batch=4000, length=2, steps=32, generator=g)
+        >>> x.shape, int(x.max()) < graph.mask_token  # no MASK left
+        (torch.Size([4000, 2]), True)
+        >>> oracle.total_variation(x) < 0.05
+        True
+    """
+
+    def step(
+        self,
+        x: Tensor,
+        score: Tensor,
+        interval: Interval,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        # Graph.reverse_rates(x, score) times sigma(t) dt, computed in place from rates_in
+        # (score * Q[x, y] off the diagonal) to avoid its [N, S] temporaries.
+        probs = score.mul_(self.graph.rates_in(x, dtype=score.dtype))
+        index = x.unsqueeze(-1)
+        probs.scatter_(-1, index, 0.0).mul_(interval.rate_t * interval.dt)
+        probs.scatter_(-1, index, 1.0 - probs.sum(dim=-1, keepdim=True))  # stay
+        return draw_categorical(probs.clamp_min_(0.0), generator, self.categorical_dtype)

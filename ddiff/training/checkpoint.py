@@ -1,0 +1,91 @@
+"""Lightning checkpoints written atomically and read without executing code."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """`TorchCheckpointIO` that never leaves a partial checkpoint and never unpickles code.
+
+    **Writes** go to a temporary file in the checkpoint's own directory, are flushed to disk
+    (`fsync`), and then renamed over the target with `os.replace`, which is atomic on POSIX and
+    Windows file systems: a process killed at any moment (even with `kill -9`) leaves either the
+    previous checkpoint or the new one, never a truncated file. A temporary file can be left
+    behind by such a kill; it is named `.<name>.tmp-*` and is safe to delete.
+
+    **Reads** use `torch.load(weights_only=True)`: tensors, numbers, strings and containers
+    only, so a checkpoint cannot run code when it is loaded. Lightning checkpoints are still
+    pickle files; resume only from checkpoints of your own runs, and share weights with
+    `ddiff.training.save_pretrained` (safetensors) instead.
+
+    Pass it to the Trainer: `Trainer(plugins=[AtomicCheckpointIO()])`. Local paths only.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_sibling(target)
+        try:
+            with open(tmp, "xb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_directory(target.parent)
+
+    def load_checkpoint(
+        self,
+        path: _PATH,
+        map_location: Any | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        if weights_only is False:
+            raise ValueError(
+                f"{type(self).__name__} only loads checkpoints with weights_only=True (no code "
+                "execution); use TorchCheckpointIO for trusted checkpoints that hold objects"
+            )
+        target = Path(path)
+        if not target.is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {target}")
+        with target.open("rb") as f:
+            return torch.load(f, map_location=map_location, weights_only=True)
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A fresh name next to `path` for a temporary file: `.<name>.tmp-<pid>-<random>`.
+
+    Same directory, hence same file system, so `os.replace` onto `path` is atomic; created by
+    the caller with mode "x" (the umask applies, unlike `tempfile.mkstemp`'s 0600).
+    """
+    return path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,295 @@
+"""The LightningModule that trains a score network with denoising score entropy."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from ddiff.graphs import Graph
+from ddiff.losses import bound_integrand, likelihood_bound, sample_times
+from ddiff.losses.likelihood import TimeSampling
+from ddiff.schedules import NoiseSchedule
+from ddiff.training._seeding import TRAIN_NOISE, TRAIN_TIMES, VALIDATION, keyed_generator
+from ddiff.training._signature import check_same_graph, graph_signature
+from ddiff.training.data import TokenBatch
+from ddiff.training.ema import EMA
+from ddiff.training.optim import OptimSettings
+
+_CHECKPOINT_KEY = "ddiff"
+_CHECKPOINT_FORMAT = 1
+
+
+class DiffusionModule(L.LightningModule):
+    r"""Score-entropy training of a score network, validated with the likelihood bound.
+
+    The training loss is the denoising score entropy weighted by the noise rate, the integrand
+    of the likelihood bound (Lou, Meng & Ermon, *Discrete Diffusion Modeling by Estimating the
+    Ratios of the Data Distribution*, ICML 2024, eq. 11):
+
+    $$\mathcal{L} = \frac{1}{\#\text{real tokens}} \sum_{b} \sigma(t_b)
+      \sum_i \ell_{\mathrm{DSE}}\bigl(x_{t_b}^i, x_0^i\bigr) \quad \text{nats per token},$$
+
+    one time per sequence, stratified over the (global) batch: the k-th of K sequences gets
+    $t \in [k/K, (k+1)/K)$, which lowers the variance of the loss without biasing it. Validation
+    reports the full bound (integral plus prior term) in bits per real token, with the weights'
+    exponential moving average (`ema`), over `val_num_t` stratified times per sequence.
+
+    Randomness (times and noised tokens) comes from generators keyed by the seed, the optimizer
+    step and the rank (see `ddiff.training._seeding`): a run resumed from a checkpoint continues
+    exactly as an uninterrupted one. Times are drawn for the global batch and every rank takes
+    its rows `rank::world_size`, like the data, so a distributed run sees the times that a single
+    process with the same global batch would see. (Dropout, if the network uses it, draws from
+    torch's global generator and is not reproduced exactly on resume.)
+
+    The module takes objects, not a configuration: build them yourself or with `ddiff.config`.
+    Train it with a `lightning.Trainer` and a `TokenDataModule` (or any loader of `TokenBatch`
+    or LongTensor `[B, L]` batches). Checkpoints record the graph and are refused by a module
+    built for another graph or vocabulary.
+
+    Args:
+        graph: the forward process.
+        schedule: the noise schedule.
+        net: the score network, `(x_t [B, L], sigma [B]) -> log-scores [B, L, S]`.
+        optim: AdamW, warm-up, clipping and EMA settings.
+        seed: seed of the time and noise draws (>= 0).
+        time_sampling: `"stratified"` (default), `"antithetic"` or `"uniform"`.
+        val_num_t: times per validation sequence (>= 2 for a standard error).
+
+    Example:
+        >>> import torch
+        >>> from ddiff import AbsorbingGraph, LogLinearSchedule
+        >>> from ddiff.nets import ScaledAbsorbingParameterization, TransformerScoreNet
+        >>> graph = AbsorbingGraph(4)
+        >>> net = TransformerScoreNet.from_preset(
+        ...     "tiny", graph.num_states, parameterization=ScaledAbsorbingParameterization(graph)
+        ... )
+        >>> module = DiffusionModule(graph, LogLinearSchedule(eps=0.0), net)
+        >>> x_0 = torch.randint(4, (8, 16))
+        >>> t = torch.rand(8, dtype=torch.float64)
+        >>> loss = module.loss(x_0, t, torch.Generator().manual_seed(0))
+        >>> loss.dtype, loss.dim()
+        (torch.float32, 0)
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        schedule: NoiseSchedule,
+        net: nn.Module,
+        optim: OptimSettings | None = None,
+        *,
+        seed: int = 0,
+        time_sampling: TimeSampling = "stratified",
+        val_num_t: int = 8,
+    ) -> None:
+        super().__init__()
+        if not isinstance(graph, Graph):
+            raise TypeError(f"graph must be a ddiff Graph, got {type(graph).__name__}")
+        if not isinstance(schedule, NoiseSchedule):
+            raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        states = getattr(net, "num_states", graph.num_states)
+        if states != graph.num_states:
+            raise ValueError(
+                f"the network scores {states} states but the graph has {graph.num_states}; "
+                "build the network with num_states=graph.num_states"
+            )
+        if time_sampling not in ("stratified", "antithetic", "uniform"):
+            raise ValueError(
+                f"time_sampling must be 'stratified', 'antithetic' or 'uniform', got "
+                f"{time_sampling!r}"
+            )
+        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if val_num_t < 1:
+            raise ValueError(f"val_num_t must be >= 1, got {val_num_t}")
+        self.graph = graph
+        self.schedule = schedule
+        self.net = net
+        self.optim = optim if optim is not None else OptimSettings()
+        self.seed = int(seed)
+        self.time_sampling: TimeSampling = time_sampling
+        self.val_num_t = int(val_num_t)
+        decay = self.optim.ema_decay
+        self.ema = None if decay is None else EMA(net, decay)
+        self._val_sums: Tensor | None = None
+
+    # -- the objective ----------------------------------------------------------------------------
+
+    @property
+    def averaged_net(self) -> nn.Module:
+        """The network used for validation and sampling: the EMA copy (or `net` without EMA)."""
+        return self.net if self.ema is None else self.ema.model
+
+    def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        """Log-scores of the trained (not averaged) network."""
+        return self.net(x_t, sigma)
+
+    def loss(
+        self,
+        batch: TokenBatch | Tensor,
+        t: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The training loss of a batch at times `t` `[B]`: nats per real token, float32 or wider.
+
+        The score entropy is computed in float32 or wider even when the network runs in bf16
+        under autocast.
+        """
+        tokens, lengths = _as_batch(batch)
+        integrand = bound_integrand(self.net, self.graph, self.schedule, tokens, t, generator)
+        return integrand.sum() / lengths.sum()
+
+    def training_step(self, batch: TokenBatch | Tensor, batch_idx: int) -> Tensor:
+        tokens, lengths = _as_batch(batch)
+        t, generator = self._training_draws(tokens.shape[0], batch_idx)
+        loss = self.loss(TokenBatch(tokens, lengths), t, generator)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=tokens.shape[0])
+        return loss
+
+    def _training_draws(self, batch: int, batch_idx: int) -> tuple[Tensor, torch.Generator]:
+        rank, world, accumulate = 0, 1, 1
+        if self._trainer is not None:
+            rank, world = self.global_rank, self.trainer.world_size
+            accumulate = self.trainer.accumulate_grad_batches
+        step, micro = self.global_step, batch_idx % accumulate
+        times = keyed_generator(self.seed, TRAIN_TIMES, step, micro)
+        t = sample_times((1, batch * world), self.time_sampling, times).reshape(-1)
+        noise = keyed_generator(self.seed, TRAIN_NOISE, step, micro, rank, device=self.device)
+        return t[rank::world].to(self.device), noise
+
+    # -- validation: the likelihood bound with the averaged weights -------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._ema_to_device()
+        # Sums over this rank's batches: bound (nats), prior (nats), real tokens, variance.
+        self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch: TokenBatch | Tensor, batch_idx: int) -> None:
+        tokens, lengths = _as_batch(batch)
+        generator = keyed_generator(
+            self.seed, VALIDATION, self.global_rank, batch_idx, device=self.device
+        )
+        bound = likelihood_bound(
+            self.averaged_net,
+            self.graph,
+            self.schedule,
+            tokens,
+            num_t=self.val_num_t,
+            generator=generator,
+            batch_size=tokens.shape[0],
+        )
+        variance = (bound.stderr**2).sum() if self.val_num_t > 1 else torch.zeros(())
+        sums = torch.stack(
+            [
+                bound.nats.sum(),
+                bound.prior.sum(),
+                lengths.sum().to(torch.float64),
+                variance.to(torch.float64).to(bound.nats.device),
+            ]
+        )
+        if self._val_sums is None:
+            self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self._val_sums += sums.to(self._val_sums.device)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_sums is None:
+            return
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        nats, prior, tokens, variance = sums.tolist()
+        self._val_sums = None
+        if tokens == 0:
+            return
+        to_bits = 1.0 / (tokens * math.log(2.0))
+        metrics = {
+            "val/bits_per_token": nats * to_bits,
+            "val/prior_bits_per_token": prior * to_bits,
+            "val/stderr_bits_per_token": math.sqrt(variance) * to_bits,
+        }
+        for name, value in metrics.items():
+            self.log(name, value, prog_bar=name == "val/bits_per_token", sync_dist=True)
+
+    # -- optimisation -----------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optim.build_optimizer(self.net.parameters())
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.optim.lr_factor())
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        # The Trainer's gradient_clip_val, if given, wins over the module's own setting.
+        clip = gradient_clip_val if gradient_clip_val is not None else self.optim.grad_clip
+        if clip:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=clip,
+                gradient_clip_algorithm=gradient_clip_algorithm or "norm",
+            )
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.net)
+
+    def on_fit_start(self) -> None:
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        if self.ema is not None and isinstance(self.trainer.strategy, FSDPStrategy):
+            raise ValueError(
+                "the weight EMA keeps an unsharded copy of the network and does not support "
+                "FSDP yet; set optim.ema_decay to None (null in YAML) to train with FSDP"
+            )
+        self._ema_to_device()
+
+    def _ema_to_device(self) -> None:
+        if self.ema is not None:
+            self.ema.to(self.device)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[_CHECKPOINT_KEY] = {
+            "format": _CHECKPOINT_FORMAT,
+            "graph": graph_signature(self.graph),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get(_CHECKPOINT_KEY)
+        if not isinstance(info, dict):
+            raise ValueError(
+                "this checkpoint was not written by ddiff's DiffusionModule (no 'ddiff' entry); "
+                "only resume from checkpoints of your own runs"
+            )
+        check_same_graph(info["graph"], self.graph, "the checkpoint")
+        if self.ema is not None and info.get("ema") is not None:
+            self.ema.load_state_dict(info["ema"])
+
+
+def _as_batch(batch: TokenBatch | Tensor) -> tuple[Tensor, Tensor]:
+    """(tokens [B, L], real tokens per sequence [B]) from a `TokenBatch` or a plain LongTensor."""
+    if isinstance(batch, TokenBatch):
+        return batch.tokens, batch.lengths
+    if isinstance(batch, Tensor):
+        if batch.dim() != 2:
+            raise ValueError(
+                f"a batch of tokens must have shape [batch, length], got {list(batch.shape)}"
+            )
+        lengths = torch.full((batch.shape[0],), batch.shape[1], device=batch.device)
+        return batch, lengths
+    raise TypeError(
+        f"expected a TokenBatch or a LongTensor [B, L] batch, got {type(batch).__name__}"
+    )

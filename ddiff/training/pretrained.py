@@ -1,0 +1,147 @@
+"""Share trained weights safely: safetensors plus the resolved configuration as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from ddiff.config import RunConfig
+from ddiff.graphs import Graph
+from ddiff.samplers import Sampler
+from ddiff.schedules import NoiseSchedule
+from ddiff.training._signature import check_same_graph, graph_signature
+from ddiff.training.checkpoint import temporary_sibling
+from ddiff.training.module import DiffusionModule
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+_FORMAT = "ddiff-pretrained-1"
+
+
+@dataclass(frozen=True, eq=False)
+class Pretrained:
+    """A trained score network with the graph, schedule and configuration it was trained with.
+
+    Attributes:
+        net: the network in eval mode, `(x_t [B, L], sigma [B]) -> log-scores [B, L, S]`.
+        graph: the forward process.
+        schedule: the noise schedule.
+        config: the resolved run configuration.
+    """
+
+    net: nn.Module
+    graph: Graph
+    schedule: NoiseSchedule
+    config: RunConfig
+
+    def sampler(self) -> Sampler:
+        """The sampler of the configuration's `sampling` section (steps: `config.sampling.steps`)."""
+        return self.config.sampling.build(self.graph, self.schedule)
+
+
+def save_pretrained(
+    model: DiffusionModule | nn.Module, directory: str | os.PathLike[str], config: RunConfig
+) -> Path:
+    """Write `model.safetensors` and `config.json` to `directory` (created if needed).
+
+    From a `DiffusionModule` the EMA weights are saved (the network used for validation and
+    sampling); from a plain network, its own weights. The safetensors header records the graph
+    the weights were trained for, so that `load_pretrained` refuses a mismatched configuration.
+    Both files are written atomically (temporary file, then rename).
+
+    Args:
+        model: a trained `DiffusionModule`, or a score network.
+        directory: where to write.
+        config: the run configuration that builds this network (`RunConfig`).
+
+    Returns:
+        The directory.
+
+    Raises:
+        ValueError: if the configuration builds a different graph than the module's, or a
+            network with another number of states.
+    """
+    graph = config.graph.build()
+    if isinstance(model, DiffusionModule):
+        check_same_graph(graph_signature(model.graph), graph, "the module")
+        net = model.averaged_net
+    else:
+        net = model
+    states = getattr(net, "num_states", graph.num_states)
+    if states != graph.num_states:
+        raise ValueError(
+            f"the network scores {states} states but the configuration's graph has "
+            f"{graph.num_states}; save it with the configuration it was built from"
+        )
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "format": _FORMAT,
+        "graph": json.dumps(graph_signature(graph), sort_keys=True),
+        "net": type(net).__qualname__,
+    }
+    tmp = temporary_sibling(directory / WEIGHTS_NAME)
+    try:
+        was_training = net.training
+        save_model(net.eval(), str(tmp), metadata=metadata)
+        net.train(was_training)
+        os.replace(tmp, directory / WEIGHTS_NAME)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    config.save_json(directory / CONFIG_NAME)
+    return directory
+
+
+def load_pretrained(
+    directory: str | os.PathLike[str], device: torch.device | str = "cpu"
+) -> Pretrained:
+    """Build the network from `config.json` and load `model.safetensors` into it (no pickle).
+
+    Nothing in the directory can execute code: the configuration is JSON validated by
+    `RunConfig`, the weights are raw tensors. Works offline.
+
+    Args:
+        directory: a directory written by `save_pretrained` (or by training, `run_dir/pretrained`).
+        device: where to put the weights.
+
+    Raises:
+        FileNotFoundError: if a file is missing.
+        ValueError: if the weights were trained for another graph or vocabulary than the one
+            `config.json` builds (the message names both sizes), or a tensor's shape differs.
+    """
+    directory = Path(directory)
+    weights, config_file = directory / WEIGHTS_NAME, directory / CONFIG_NAME
+    for path in (weights, config_file):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found; is {directory} a save_pretrained directory?"
+            )
+    config = RunConfig.from_json(config_file)
+    graph, schedule = config.graph.build(), config.schedule.build()
+    net = config.net.build(graph)
+    with safe_open(str(weights), framework="pt") as f:
+        metadata = f.metadata() or {}
+        shapes = {key: list(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+    if metadata.get("format") != _FORMAT or "graph" not in metadata:
+        raise ValueError(f"{weights} was not written by ddiff's save_pretrained")
+    check_same_graph(json.loads(metadata["graph"]), graph, str(weights))
+    expected = {k: list(v.shape) for k, v in net.state_dict().items()}
+    for key, shape in shapes.items():
+        if key in expected and expected[key] != shape:
+            raise ValueError(
+                f"{weights}: tensor {key!r} has shape {shape} but the network that "
+                f"{config_file.name} builds expects {expected[key]}"
+            )
+    try:
+        load_model(net, str(weights), strict=True, device=str(device))
+    except RuntimeError as e:
+        raise ValueError(f"{weights} does not fit the network of {config_file.name}: {e}") from e
+    return Pretrained(net=net.to(device).eval(), graph=graph, schedule=schedule, config=config)

@@ -1,0 +1,180 @@
+"""Train from a `RunConfig`: the Trainer, checkpoints, resumption and the pretrained export."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from ddiff.config import RunConfig, TrainConfig
+from ddiff.training.checkpoint import AtomicCheckpointIO
+from ddiff.training.module import DiffusionModule
+from ddiff.training.pretrained import CONFIG_NAME, save_pretrained
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+PRETRAINED_DIR = "pretrained"
+
+
+def build_trainer(
+    train: TrainConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    callbacks: Sequence[Callback] = (),
+    **overrides: Any,
+) -> L.Trainer:
+    """A `lightning.Trainer` for `train`, writing under `run_dir`.
+
+    Checkpoints go to `run_dir/checkpoints/` every `checkpoint_every_n_steps` steps, through
+    `AtomicCheckpointIO`: `last.ckpt` (the one to resume from) and `step=<k>.ckpt` (the latest
+    only). Metrics go to `run_dir/logs/version_<n>/metrics.csv`. Validation runs every
+    `val_every_n_steps` optimizer steps (the training stream has no epochs).
+
+    Args:
+        train: the training section of a run configuration.
+        run_dir: the run's directory.
+        callbacks: extra Lightning callbacks.
+        **overrides: any other `lightning.Trainer` argument (wins over the configuration).
+    """
+    run_dir = Path(run_dir)
+    logger = overrides.pop("logger", CSVLogger(run_dir, name="logs"))
+    monitors = [LearningRateMonitor(logging_interval="step")] if logger else []
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename="step={step}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=train.checkpoint_every_n_steps,
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    kwargs: dict[str, Any] = {
+        "max_steps": train.max_steps,
+        "accelerator": train.accelerator,
+        "devices": train.devices,
+        "num_nodes": train.num_nodes,
+        "strategy": train.strategy,
+        "precision": train.precision,
+        "accumulate_grad_batches": train.accumulate_grad_batches,
+        "val_check_interval": train.val_every_n_steps * train.accumulate_grad_batches,
+        "check_val_every_n_epoch": None,
+        "limit_val_batches": train.limit_val_batches,
+        "log_every_n_steps": train.log_every_n_steps,
+        "deterministic": train.deterministic,
+        "plugins": [AtomicCheckpointIO()],
+        "callbacks": [checkpoint, *monitors, *callbacks],
+        "logger": logger,
+        "default_root_dir": run_dir,
+    }
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def build_module(config: RunConfig) -> DiffusionModule:
+    """The `DiffusionModule` of a configuration, with initial weights fixed by `train.seed`.
+
+    The weights are drawn from a forked torch generator seeded with `train.seed`, so the result
+    is reproducible and torch's global random state is left as it was.
+    """
+    graph, schedule = config.graph.build(), config.schedule.build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        net = config.net.build(graph)
+    return DiffusionModule(
+        graph,
+        schedule,
+        net,
+        config.optim.build(),
+        seed=config.train.seed,
+        time_sampling=config.train.time_sampling,
+        val_num_t=config.train.val_num_t,
+    )
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    datamodule: L.LightningDataModule | None = None,
+    callbacks: Sequence[Callback] = (),
+    **trainer_overrides: Any,
+) -> DiffusionModule:
+    """Train a run end to end and export it.
+
+    Writes `run_dir/checkpoints/config.json` (the resolved configuration, next to the
+    checkpoints), trains to `train.max_steps`, saves a final `last.ckpt`, and writes
+    `run_dir/pretrained/` with `save_pretrained` (EMA weights and configuration).
+
+    Args:
+        config: the run configuration.
+        run_dir: the run's directory (created if needed).
+        resume: continue from `run_dir/checkpoints/last.ckpt` if it exists (after an
+            interruption, or to train further with a larger `max_steps`); start afresh otherwise.
+        datamodule: the data (default: built from `config.data`).
+        callbacks: extra Lightning callbacks.
+        **trainer_overrides: passed to `build_trainer`.
+
+    Returns:
+        The trained module.
+
+    Raises:
+        ValueError: if there is no data (neither `config.data` nor `datamodule`), or if the
+            checkpoint was written for another graph.
+    """
+    run_dir = Path(run_dir)
+    # Global seeds too (dropout, user callbacks); ddiff's own draws do not depend on them.
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    if datamodule is None:
+        if config.data is None:
+            raise ValueError("the configuration has no data section; add one or pass a datamodule")
+        datamodule = config.data.build(
+            batch_size=config.train.batch_size,
+            val_batch_size=config.train.val_batch_size,
+            seed=config.train.seed,
+            num_workers=config.train.num_workers,
+        )
+    module = build_module(config)
+    save_config = _SaveConfig(config, run_dir / CHECKPOINT_DIR / CONFIG_NAME)
+    trainer = build_trainer(
+        config.train, run_dir, callbacks=[*callbacks, save_config], **trainer_overrides
+    )
+    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    ckpt_path = str(last) if resume and last.is_file() else None
+    if resume and ckpt_path is None:
+        rank_zero_info(f"no checkpoint at {last}: starting a new run")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    saved = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    if not any(c.last_model_path and _saved_at(c) == trainer.global_step for c in saved):
+        trainer.save_checkpoint(last)  # every rank calls it; rank 0 writes
+    if trainer.is_global_zero:
+        save_pretrained(module, run_dir / PRETRAINED_DIR, config)
+    return module
+
+
+class _SaveConfig(Callback):
+    """Write the resolved configuration next to the checkpoints once training starts (rank 0),
+    and give it to the loggers as hyperparameters.
+
+    Written in `on_fit_start`, after `ModelCheckpoint` has checked that its directory is empty.
+    """
+
+    def __init__(self, config: RunConfig, path: Path) -> None:
+        self.config, self.path = config, path
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.config.save_json(self.path)
+        for logger in trainer.loggers:
+            logger.log_hyperparams(self.config.model_dump(mode="json"))
+
+
+def _saved_at(callback: ModelCheckpoint) -> int:
+    return int(getattr(callback, "_last_global_step_saved", -1))

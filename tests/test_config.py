@@ -1,0 +1,256 @@
+"""Run configuration: YAML/JSON round trips, errors that name the key, and what build() returns."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from ddiff import AbsorbingGraph, DenseGraph, UniformGraph
+from ddiff.config import (
+    AbsorbingGraphConfig,
+    AdamWConfig,
+    AnalyticSamplerConfig,
+    CosineScheduleConfig,
+    DenseGraphConfig,
+    EulerSamplerConfig,
+    GeometricScheduleConfig,
+    GTRGraphConfig,
+    HKY85GraphConfig,
+    JC69GraphConfig,
+    K80GraphConfig,
+    LogLinearScheduleConfig,
+    MarkovDataConfig,
+    NpyDataConfig,
+    ProteinGraphConfig,
+    RunConfig,
+    TauLeapingSamplerConfig,
+    TransformerNetConfig,
+    UniformGraphConfig,
+)
+from ddiff.nets import LogScoreParameterization, ScaledAbsorbingParameterization
+from ddiff.samplers import AnalyticSampler, EulerSampler, TauLeapingSampler
+from ddiff.schedules import CosineSchedule, GeometricSchedule, LogLinearSchedule
+from ddiff.training import OptimSettings, TokenDataModule
+
+YAML = """\
+graph: {kind: absorbing, num_tokens: 4}
+schedule: {kind: loglinear, eps: 0.0}
+net: {kind: transformer, preset: tiny}
+optim: {kind: adamw, lr: 1.0e-3, warmup_steps: 10}
+train: {max_steps: 20, batch_size: 8}
+data: {kind: markov, num_tokens: 4, length: 8, num_train: 64, num_val: 16}
+sampling: {kind: analytic, steps: 32}
+"""
+
+
+def minimal(**sections: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "graph": {"kind": "uniform", "num_tokens": 4},
+        "schedule": {"kind": "loglinear", "eps": 0.0},
+        "train": {"max_steps": 5},
+    }
+    base.update(sections)
+    return base
+
+
+@pytest.fixture
+def run_file(tmp_path: Path) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(YAML)
+    return path
+
+
+def test_yaml_loads_and_json_round_trips(run_file: Path, tmp_path: Path) -> None:
+    cfg = RunConfig.from_yaml(run_file)
+    assert cfg.graph == AbsorbingGraphConfig(num_tokens=4)
+    assert cfg.sampling == AnalyticSamplerConfig(steps=32)
+    assert cfg.optim.ema_decay == 0.9999  # defaults are filled in
+    saved = cfg.save_json(tmp_path / "out" / "config.json")
+    assert RunConfig.from_json(saved) == cfg
+    assert '"kind": "absorbing"' in saved.read_text()
+    assert not list(saved.parent.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize(
+    ("original", "typo", "location"),
+    [
+        ("num_tokens: 4}\nschedule", "num_tokns: 4}\nschedule", "graph.absorbing.num_tokns"),
+        ("batch_size: 8", "batch_sise: 8", "train.batch_sise"),
+        ("steps: 32", "step: 32", "sampling.analytic.step"),
+        ("lr: 1.0e-3", "learning_rate: 1.0e-3", "optim.adamw.learning_rate"),
+    ],
+)
+def test_a_typo_is_an_error_that_names_the_key_and_the_file(
+    tmp_path: Path, original: str, typo: str, location: str
+) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(YAML.replace(original, typo, 1))
+    with pytest.raises(ValidationError) as info:
+        RunConfig.from_yaml(path)
+    message = str(info.value)
+    assert f"{location}\n  Extra inputs are not permitted" in message
+    assert str(path) in message
+
+
+def test_unknown_top_level_section_and_unknown_kind(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="grpah"):
+        RunConfig.model_validate({**minimal(), "grpah": {}})
+    with pytest.raises(ValidationError, match="'absorbing'"):  # lists the valid kinds
+        RunConfig.model_validate(minimal(graph={"kind": "absorbin", "num_tokens": 4}))
+
+
+def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("graph: {kind: [\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml"):
+        RunConfig.from_yaml(bad)
+    bad.write_text("- just a list\n")
+    with pytest.raises(ValueError, match="mapping"):
+        RunConfig.from_yaml(bad)
+
+
+def test_overrides_use_dotted_keys_and_are_validated(run_file: Path) -> None:
+    cfg = RunConfig.from_yaml(run_file, {"train.max_steps": 99, "optim.lr": 0.01})
+    assert cfg.train.max_steps == 99 and cfg.optim.lr == 0.01
+    with pytest.raises(ValidationError, match="max_stesp"):
+        RunConfig.from_yaml(run_file, {"train.max_stesp": 99})
+
+
+@pytest.mark.parametrize(
+    ("config", "cls", "num_states"),
+    [
+        (UniformGraphConfig(num_tokens=7), UniformGraph, 7),
+        (AbsorbingGraphConfig(num_tokens=7), AbsorbingGraph, 8),
+        (DenseGraphConfig(rate_matrix=[[-1.0, 2.0], [1.0, -2.0]], labels="ab"), DenseGraph, 2),
+        (JC69GraphConfig(), DenseGraph, 4),
+        (K80GraphConfig(kappa=3.0), DenseGraph, 4),
+        (HKY85GraphConfig(freqs=(0.1, 0.2, 0.3, 0.4)), DenseGraph, 4),
+        (GTRGraphConfig(exchangeabilities=(1, 2, 1, 1, 2, 1)), DenseGraph, 4),
+        (ProteinGraphConfig(), DenseGraph, 20),
+    ],
+)
+def test_graph_configs_build_graphs(config: Any, cls: type, num_states: int) -> None:
+    graph = config.build()
+    assert type(graph) is cls and graph.num_states == num_states
+    assert RunConfig.model_validate(minimal(graph=config.model_dump())).graph == config
+
+
+def test_invalid_dense_matrix_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="column 0"):
+        DenseGraphConfig(rate_matrix=[[-1.0, 1.0], [0.5, -1.0]])
+    with pytest.raises(ValidationError, match="freqs"):
+        HKY85GraphConfig(freqs=(0.5, 0.5, 0.5, 0.5))
+
+
+@pytest.mark.parametrize(
+    ("config", "cls"),
+    [
+        (LogLinearScheduleConfig(eps=0.0), LogLinearSchedule),
+        (GeometricScheduleConfig(sigma_min=1e-3, sigma_max=10.0), GeometricSchedule),
+        (CosineScheduleConfig(eps=1e-3), CosineSchedule),
+    ],
+)
+def test_schedule_configs_build_schedules(config: Any, cls: type) -> None:
+    assert type(config.build()) is cls
+
+
+def test_geometric_schedule_needs_ordered_levels() -> None:
+    with pytest.raises(ValidationError, match="sigma_min < sigma_max"):
+        GeometricScheduleConfig(sigma_min=2.0, sigma_max=1.0)
+
+
+def test_auto_parameterization_follows_the_graph() -> None:
+    net_cfg = TransformerNetConfig(preset="tiny", dim=32, cond_dim=16)
+    absorbing = net_cfg.build(AbsorbingGraph(4))
+    assert isinstance(absorbing.parameterization, ScaledAbsorbingParameterization)
+    assert absorbing.dim == 32 and absorbing.depth == 2 and absorbing.num_states == 5
+    uniform = net_cfg.build(UniformGraph(4))
+    assert isinstance(uniform.parameterization, LogScoreParameterization)
+    plain = TransformerNetConfig(depth=1, parameterization="log_score").build(AbsorbingGraph(4))
+    assert isinstance(plain.parameterization, LogScoreParameterization)
+    assert plain.dim == 256  # the constructor's default without a preset
+
+
+def test_cross_field_checks_say_what_to_fix() -> None:
+    with pytest.raises(ValidationError, match="scaled_absorbing"):
+        RunConfig.model_validate(
+            minimal(net={"kind": "transformer", "parameterization": "scaled_absorbing"})
+        )
+    with pytest.raises(ValidationError, match="eps: 0"):
+        RunConfig.model_validate(
+            minimal(graph={"kind": "absorbing", "num_tokens": 4}, schedule={"kind": "loglinear"})
+        )
+    with pytest.raises(ValidationError, match=r"data\.num_tokens = 5"):
+        RunConfig.model_validate(minimal(data={"kind": "markov", "num_tokens": 5, "length": 4}))
+
+
+@pytest.mark.parametrize(
+    ("config", "cls"),
+    [
+        (EulerSamplerConfig(), EulerSampler),
+        (TauLeapingSamplerConfig(eps=1e-3), TauLeapingSampler),
+        (AnalyticSamplerConfig(categorical_dtype="float32", denoise=False), AnalyticSampler),
+    ],
+)
+def test_sampler_configs_build_samplers(config: Any, cls: type) -> None:
+    sampler = config.build(UniformGraph(4), LogLinearSchedule())
+    assert type(sampler) is cls
+    assert sampler.eps == config.eps and sampler.denoise == config.denoise
+    assert sampler.categorical_dtype == getattr(torch, config.categorical_dtype)
+
+
+def test_optim_config_builds_settings() -> None:
+    settings = AdamWConfig(lr=1e-3, warmup_steps=7, grad_clip=None, ema_decay=None).build()
+    assert settings == OptimSettings(lr=1e-3, warmup_steps=7, grad_clip=None, ema_decay=None)
+
+
+def test_markov_data_builds_a_datamodule() -> None:
+    dm = MarkovDataConfig(num_tokens=4, length=6, num_train=32, num_val=8).build(batch_size=4)
+    assert isinstance(dm, TokenDataModule)
+    dm.setup("fit")
+    assert dm.train_data is not None and len(dm.train_data) == 32
+    assert dm.val_data is not None and dm.val_data.length == 6
+    assert math.isclose(
+        MarkovDataConfig(num_tokens=4, length=6).source().entropy(),
+        MarkovDataConfig(num_tokens=4, length=6, num_train=7).source().entropy(),
+    )
+
+
+def test_npy_data_paths_are_relative_to_the_yaml_file(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    np.save(data_dir / "windows.npy", np.random.default_rng(0).integers(0, 4, (40, 6)))
+    np.save(data_dir / "stream.npy", np.arange(50) % 4)
+    tokens = np.array([0, 1, 2, 3, 0, 1], dtype=np.int32)
+    np.savez(data_dir / "ragged.npz", tokens=tokens, offsets=np.array([0, 2, 6]))
+    run = tmp_path / "conf" / "run.yaml"
+    run.parent.mkdir()
+    text = YAML.replace(
+        "data: {kind: markov, num_tokens: 4, length: 8, num_train: 64, num_val: 16}",
+        "data: {kind: npy, train: ../data/windows.npy, val: ../data/stream.npy, window: 6}",
+    )
+    run.write_text(text)
+    cfg = RunConfig.from_yaml(run)
+    assert isinstance(cfg.data, NpyDataConfig) and cfg.data.train == data_dir / "windows.npy"
+    dm = cfg.data.build(batch_size=4)
+    dm.setup("fit")
+    assert dm.train_data is not None and dm.train_data.length == 6
+    assert dm.val_data is not None and len(dm.val_data) == 8  # 50 // 6 windows
+    ragged = NpyDataConfig(train=data_dir / "ragged.npz", length=5, pad_token=3).build(batch_size=1)
+    ragged.setup("fit")
+    assert ragged.train_data is not None
+    assert ragged.train_data.lengths.tolist() == [2, 4]
+    assert ragged.train_data.batch(torch.tensor([0])).tokens.tolist() == [[0, 1, 3, 3, 3]]
+
+
+def test_npy_data_never_unpickles(tmp_path: Path) -> None:
+    path = tmp_path / "objects.npy"
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="pickle"):
+        NpyDataConfig(train=path).build(batch_size=1)
