@@ -6,11 +6,14 @@ The core API, importable from the top level::
 
 Subpackages: `ddiff.graphs` (rate matrices, substitution models), `ddiff.schedules`,
 `ddiff.losses` (score entropy, the likelihood bound), `ddiff.nets` (score networks),
+`ddiff.samplers` and `ddiff.conditioning` (reverse diffusion, infill),
 `ddiff.testing` (exact oracles).
 """
 
 from ddiff.graphs import AbsorbingGraph, DenseGraph, Graph, UniformGraph
+from ddiff.conditioning import Condition
 from ddiff.nets import ScoreNet, TransformerScoreNet
+from ddiff.samplers import AnalyticSampler, EulerSampler, Sampler, TauLeapingSampler
 from ddiff.schedules import (
     CosineSchedule,
     GeometricSchedule,
@@ -23,14 +26,19 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AbsorbingGraph",
+    "AnalyticSampler",
+    "Condition",
     "CosineSchedule",
     "DenseGraph",
+    "EulerSampler",
     "GeometricSchedule",
     "Graph",
     "LogLinearSchedule",
     "Noise",
     "NoiseSchedule",
+    "Sampler",
     "ScoreNet",
+    "TauLeapingSampler",
     "TransformerScoreNet",
     "UniformGraph",
     "__version__",
