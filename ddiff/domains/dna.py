@@ -42,6 +42,7 @@ from ddiff.domains._seqio import (
     LetterTable,
     SequenceRecord,
     read_records,
+    write_records,
 )
 from ddiff.graphs.substitution import DNA_ALPHABET
 
@@ -255,32 +256,7 @@ def write_fasta(
         >>> open(path).read()
         '>a\\nACGT\\n>b\\nGG\\n'
     """
-    from Bio import SeqIO
-    from Bio.Seq import Seq
-    from Bio.SeqRecord import SeqRecord
-
-    if isinstance(sequences, Tensor) and sequences.dim() != 2:
-        raise ValueError(
-            f"a tensor of sequences must be [N, length], got shape {tuple(sequences.shape)}"
-        )
-    rows = list(sequences.unbind(0)) if isinstance(sequences, Tensor) else list(sequences)
-    if ids is None:
-        ids = [f"seq{i}" for i in range(len(rows))]
-    if len(ids) != len(rows):
-        raise ValueError(f"got {len(ids)} ids for {len(rows)} sequences")
-    records = []
-    for i, (rid, row) in enumerate(zip(ids, rows, strict=True)):
-        if not rid or any(c.isspace() for c in rid):
-            raise ValueError(
-                f"sequence {i}: FASTA ids must be non-empty without whitespace, got {rid!r}"
-            )
-        try:
-            text = decode(encode(row)) if isinstance(row, str) else decode(row)
-        except ValueError as err:
-            raise ValueError(f"sequence {i} ({rid!r}), {err}") from err
-        records.append(SeqRecord(Seq(text), id=rid, description=""))
-    with open(path, "w", encoding="ascii", newline="\n") as handle:
-        SeqIO.write(records, handle, "fasta")
+    write_records(path, sequences, ids, _TABLE)
 
 
 def windows(seq_tokens: Tensor, length: int, stride: int | None = None) -> Tensor:

@@ -9,14 +9,18 @@ strings or 1-D token tensors (any lengths). Compare generated samples with *held
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
-from torch import Tensor
 
 from ddiff.domains.dna import decode, encode
+from ddiff.eval._common import (
+    Sequences,
+    js_divergence_bits,
+    packed_kmers,
+    token_arrays,
+)
 
 if TYPE_CHECKING:
     from Bio.motifs import Motif
@@ -33,8 +37,6 @@ __all__ = [
     "promoter_motifs",
 ]
 
-Sequences = Tensor | Sequence[str] | Sequence[Tensor]
-"""A `[N, length]` token tensor, or a list of DNA strings or 1-D token tensors."""
 
 PROMOTER_CONSENSUS: dict[str, str] = {
     "sigma70_-35": "TTGACA",
@@ -49,44 +51,15 @@ _MAX_PACKED_K = 31  # 4^31 < 2^63: a k-mer packs exactly into one int64
 
 def _as_arrays(seqs: Sequences) -> list[np.ndarray]:
     """Token arrays (int64, values 0..3) of a collection of sequences, validated."""
-    if isinstance(seqs, str):
-        raise TypeError("pass a list of sequences, not a single string")
-    if isinstance(seqs, Tensor):
-        if seqs.dim() != 2:
-            raise ValueError(
-                f"a tensor of sequences must be [N, length], got shape {tuple(seqs.shape)}"
-            )
-        seqs = list(seqs.detach().cpu().long().numpy())
-    rows = []
-    for i, s in enumerate(seqs):
-        try:
-            rows.append(encode(s).numpy() if isinstance(s, str) else _check_tokens(s))
-        except ValueError as err:
-            raise ValueError(f"sequence {i}: {err}") from err
-    return rows
-
-
-def _check_tokens(tokens: Tensor | np.ndarray) -> np.ndarray:
-    a = np.asarray(tokens.detach().cpu() if isinstance(tokens, Tensor) else tokens)
-    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"need a 1-D integer token array, got shape {a.shape} and {a.dtype}")
-    bad = np.flatnonzero((a < 0) | (a > 3))
-    if bad.size:
-        raise ValueError(f"position {bad[0] + 1}: token {a[bad[0]]} is not a DNA token (0..3)")
-    return a.astype(np.int64, copy=False)
+    return token_arrays(seqs, encode, 4, "DNA")
 
 
 def _packed_kmers(arrays: list[np.ndarray], k: int, both_strands: bool) -> list[np.ndarray]:
     """Per sequence, its k-mers packed base-4 into int64 (a perfect hash for k <= 31)."""
-    powers = 4 ** np.arange(k - 1, -1, -1, dtype=np.int64)
     out = []
     for a in arrays:
         strands = [a, 3 - a[::-1]] if both_strands else [a]
-        codes = [
-            sliding_window_view(s, k) @ powers if s.size >= k else np.empty(0, np.int64)
-            for s in strands
-        ]
-        out.append(np.concatenate(codes))
+        out.append(np.concatenate([packed_kmers(strand, k, 4) for strand in strands]))
     return out
 
 
@@ -153,16 +126,7 @@ def kmer_js_divergence(
         0.939
     """
     p, q = kmer_counts(samples, k, both_strands), kmer_counts(reference, k, both_strands)
-    if p.sum() == 0 or q.sum() == 0:
-        raise ValueError(f"no {k}-mers in the {'samples' if p.sum() == 0 else 'reference'}")
-    p_f, q_f = p / p.sum(), q / q.sum()
-    m = 0.5 * (p_f + q_f)
-
-    def kl_to_m(a: np.ndarray) -> float:
-        nz = a > 0
-        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
-
-    return float(min(max(0.5 * kl_to_m(p_f) + 0.5 * kl_to_m(q_f), 0.0), 1.0))
+    return js_divergence_bits(p, q, f"{k}-mers")
 
 
 class GCContent(NamedTuple):

@@ -13,14 +13,19 @@ padded, tokens). Reference values of every metric on the shipped data are in
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor
 
 from ddiff.domains.protein import PROTEIN_ALPHABET, decode, encode
+from ddiff.eval._common import (
+    Sequences,
+    check_token_array,
+    js_divergence_bits,
+    packed_kmers,
+    token_arrays,
+)
 
 if TYPE_CHECKING:
     from Bio.Align import PairwiseAligner
@@ -39,8 +44,6 @@ __all__ = [
     "nearest_identity",
 ]
 
-Sequences = Tensor | Sequence[str] | Sequence[Tensor]
-"""A `[N, length]` token tensor, or a list of protein strings or 1-D token tensors."""
 
 SEG_WINDOW = 12
 """SEG's default window length (Wootton & Federhen, Comput. Chem. 17:149, 1993)."""
@@ -51,44 +54,21 @@ SEG_THRESHOLD = 2.2
 _S = len(PROTEIN_ALPHABET)  # 20
 
 
+_PAD_HINT = {_S: " (a pad token? strip padding first)"}
+
+
 def _as_arrays(seqs: Sequences) -> list[np.ndarray]:
     """Token arrays (int64, values 0..19) of a collection of proteins, validated."""
-    if isinstance(seqs, str):
-        raise TypeError("pass a list of sequences, not a single string")
-    if isinstance(seqs, Tensor):
-        if seqs.dim() != 2:
-            raise ValueError(
-                f"a tensor of sequences must be [N, length], got shape {tuple(seqs.shape)}"
-            )
-        seqs = list(seqs.detach().cpu().long().numpy())
-    rows = []
-    for i, s in enumerate(seqs):
-        try:
-            rows.append(encode(s).numpy() if isinstance(s, str) else _check_tokens(s))
-        except ValueError as err:
-            raise ValueError(f"sequence {i}: {err}") from err
-    return rows
+    return token_arrays(seqs, encode, _S, "protein", _PAD_HINT)
 
 
 def _check_tokens(tokens: Tensor | np.ndarray) -> np.ndarray:
-    a = np.asarray(tokens.detach().cpu() if isinstance(tokens, Tensor) else tokens)
-    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"need a 1-D integer token array, got shape {a.shape} and {a.dtype}")
-    bad = np.flatnonzero((a < 0) | (a >= _S))
-    if bad.size:
-        hint = " (a pad token? strip padding first)" if a[bad[0]] == _S else ""
-        raise ValueError(
-            f"position {bad[0] + 1}: token {a[bad[0]]} is not a protein token (0..{_S - 1}){hint}"
-        )
-    return a.astype(np.int64, copy=False)
+    return check_token_array(tokens, _S, "protein", _PAD_HINT)
 
 
 def _packed_kmers(a: np.ndarray, k: int) -> np.ndarray:
     """The k-mers of one sequence packed base-20 into int64 (`AA..A = 0`)."""
-    if a.size < k:
-        return np.empty(0, np.int64)
-    powers = _S ** np.arange(k - 1, -1, -1, dtype=np.int64)
-    return sliding_window_view(a, k) @ powers
+    return packed_kmers(a, k, _S)
 
 
 def composition(seqs: Sequences) -> np.ndarray:
@@ -214,16 +194,7 @@ def kmer_js_divergence(samples: Sequences, reference: Sequences, k: int) -> floa
         1.0
     """
     p, q = kmer_counts(samples, k), kmer_counts(reference, k)
-    if p.sum() == 0 or q.sum() == 0:
-        raise ValueError(f"no {k}-mers in the {'samples' if p.sum() == 0 else 'reference'}")
-    p_f, q_f = p / p.sum(), q / q.sum()
-    m = 0.5 * (p_f + q_f)
-
-    def kl_to_m(a: np.ndarray) -> float:
-        nz = a > 0
-        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
-
-    return float(min(max(0.5 * kl_to_m(p_f) + 0.5 * kl_to_m(q_f), 0.0), 1.0))
+    return js_divergence_bits(p, q, f"{k}-mers")
 
 
 def _check_window(window: int, threshold: float) -> None:
