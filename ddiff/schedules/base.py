@@ -108,6 +108,29 @@ class NoiseSchedule(abc.ABC):
         return _default_dtype_unless_tensor(as_tensor, total)
 
 
+class SurvivalSchedule(NoiseSchedule):
+    """A schedule parameterised by `eps`, the survival probability $e^{-\\bar\\sigma(1)}$ at t = 1.
+
+    Shared by `LogLinearSchedule` and `CosineSchedule`: `eps = 0` reaches the limit exactly.
+    """
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        eps = float(eps)
+        if not 0.0 <= eps < 1.0:
+            raise ValueError(
+                f"eps must be in [0, 1) (the survival probability left at t = 1), got {eps!r}"
+            )
+        self._eps = eps
+
+    @property
+    def eps(self) -> float:
+        """The survival probability $e^{-\\bar\\sigma(1)}$ left at t = 1."""
+        return self._eps
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(eps={self._eps!r})"
+
+
 def _as_float_tensor(x: Tensor | float, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         # Python floats are float64: check them before rounding to the default dtype, where

@@ -7,10 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from ddiff.schedules.base import NoiseSchedule
+from ddiff.schedules.base import SurvivalSchedule
 
 
-class CosineSchedule(NoiseSchedule):
+class CosineSchedule(SurvivalSchedule):
     r"""Cosine noise: $e^{-\bar\sigma(t)} = \epsilon + (1 - \epsilon)\cos(\pi t / 2)$.
 
     $$\bar\sigma(t) = -\log\bigl(\epsilon + (1 - \epsilon)\cos\tfrac{\pi t}{2}\bigr), \qquad
@@ -45,22 +45,6 @@ class CosineSchedule(NoiseSchedule):
         >>> [round(a, 4) for a in alpha.tolist()]
         [1.0, 0.7074, 0.001]
     """
-
-    def __init__(self, eps: float = 1e-3) -> None:
-        eps = float(eps)
-        if not 0.0 <= eps < 1.0:
-            raise ValueError(
-                f"eps must be in [0, 1) (the survival probability left at t = 1), got {eps!r}"
-            )
-        self._eps = eps
-
-    @property
-    def eps(self) -> float:
-        """The survival probability $e^{-\\bar\\sigma(1)}$ left at t = 1."""
-        return self._eps
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self._eps!r})"
 
     def total(self, t: Tensor | float) -> Tensor:
         t = self._check_time(t)

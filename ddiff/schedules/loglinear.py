@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddiff.schedules.base import NoiseSchedule
+from ddiff.schedules.base import SurvivalSchedule
 
 
-class LogLinearSchedule(NoiseSchedule):
+class LogLinearSchedule(SurvivalSchedule):
     r"""Log-linear noise: $e^{-\bar\sigma(t)} = 1 - (1 - \epsilon)\, t$.
 
     $$\bar\sigma(t) = -\log\bigl(1 - (1 - \epsilon) t\bigr), \qquad
@@ -44,22 +44,6 @@ class LogLinearSchedule(NoiseSchedule):
         >>> LogLinearSchedule(eps=0.0).total(torch.tensor([0.0, 0.5, 1.0]))
         tensor([0.0000, 0.6931,    inf])
     """
-
-    def __init__(self, eps: float = 1e-3) -> None:
-        eps = float(eps)
-        if not 0.0 <= eps < 1.0:
-            raise ValueError(
-                f"eps must be in [0, 1) (the survival probability left at t = 1), got {eps!r}"
-            )
-        self._eps = eps
-
-    @property
-    def eps(self) -> float:
-        """The survival probability $e^{-\\bar\\sigma(1)}$ left at t = 1."""
-        return self._eps
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self._eps!r})"
 
     def total(self, t: Tensor | float) -> Tensor:
         t = self._check_time(t)
