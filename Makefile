@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH := torch==2.13.0
 
-.PHONY: setup test test-all lint docs clean
+.PHONY: setup test test-all lint docs demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ $(VENV)/.docs-installed: $(VENV)/.installed
 ## docs: build the documentation site with mkdocs --strict (fails on any warning)
 docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+## demo: set up (if needed) and run the DNA recipe on its shipped data (train, sample, infill,
+## evaluate; writes runs/dna/report.md)
+demo: setup
+	$(PY) -m ddiff.recipes.dna --out runs/dna
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -10,8 +10,8 @@ Subpackages: `ddiff.graphs` (rate matrices, substitution models), `ddiff.schedul
 `ddiff.testing` (exact oracles).
 """
 
-from ddiff.graphs import AbsorbingGraph, DenseGraph, Graph, UniformGraph
 from ddiff.conditioning import Condition
+from ddiff.graphs import AbsorbingGraph, DenseGraph, Graph, UniformGraph
 from ddiff.nets import ScoreNet, TransformerScoreNet
 from ddiff.samplers import AnalyticSampler, EulerSampler, Sampler, TauLeapingSampler
 from ddiff.schedules import (
