@@ -32,9 +32,9 @@ docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 ## demo: set up (if needed) and run the DNA recipe on its shipped data (train, sample, infill,
-## evaluate; writes runs/dna/report.md)
+## evaluate; writes runs/dna-<date-time>/report.md; a run never overwrites another)
 demo: setup
-	$(PY) -m ddiff.recipes.dna --out runs/dna
+	$(PY) -m ddiff.recipes.dna --out runs/dna-$$(date +%Y%m%d-%H%M%S)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -200,6 +200,11 @@ def read_records(
         raise ValueError(
             f"{path}: the (decompressed) file is not UTF-8 text ({err.reason}); is it a {fmt} file?"
         ) from err
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise  # ours: already names the file, record and position
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a valid {fmt} file ({first_line})") from err
     if n_records == 0:
         raise ValueError(f"{path}: no {fmt} records found; is it a {fmt} file?")
     return out

@@ -69,7 +69,12 @@ class Graph(abc.ABC):
         """
         q = self.rate_matrix(torch.float64).to(sigma.device)
         s64 = sigma.to(torch.float64).reshape(-1, 1, 1)
-        return torch.linalg.matrix_exp(s64 * q).to(_float_dtype(sigma))
+        limit = torch.isinf(s64) & (s64 > 0)
+        p = torch.linalg.matrix_exp(torch.where(limit, 0.0, s64) * q)
+        # At sigma = inf every column is the limit distribution.
+        pi = self.limit_distribution(torch.float64).to(sigma.device)
+        p = torch.where(limit, pi[:, None].expand_as(q), p)
+        return p.to(_float_dtype(sigma))
 
     def rates_out(self, x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
         """`Q[:, x]`: the rate from `x` to every state `y`, `[..., S]` (diagonal entry negative)."""

@@ -86,7 +86,8 @@ class DenseGraph(Graph):
         evals, left, right = (t.to(sigma.device) for t in self._eig)
         s64 = sigma.to(torch.float64).reshape(-1, 1, 1)
         # P = Pi^{1/2} U exp(sigma Lambda) U^T Pi^{-1/2}: `left` = Pi^{1/2} U, `right` = U^T Pi^{-1/2}
-        p = (left * torch.exp(s64 * evals)) @ right
+        # inf * 0 at the zero eigenvalue (sigma = inf, the limit) is NaN: its exponent is 0.
+        p = (left * torch.exp(torch.nan_to_num(s64 * evals, nan=0.0))) @ right
         if bool((sigma >= 0).all()):
             # Clean up round-off: a kernel is a stochastic matrix.
             p = p.clamp_min(0.0)
@@ -134,4 +135,6 @@ def _symmetric_eigen(q: Tensor, pi: Tensor) -> tuple[Tensor, Tensor, Tensor] | N
     if not torch.allclose(a, a.T, atol=1e-10, rtol=1e-8):
         return None
     evals, u = torch.linalg.eigh((a + a.T) / 2)
+    # The stationary direction's eigenvalue is 0 exactly in theory; make it so (sigma may be inf).
+    evals = torch.where(evals.abs() <= 1e-12 * evals.abs().max(), 0.0, evals)
     return evals, root[:, None] * u, u.T / root[None, :]

@@ -466,3 +466,11 @@ def test_shine_dalgarno_is_enriched_before_the_start_codon(
     if split == "train":  # over whole windows too, with enough windows to see it
         whole = motif_rates(x)["shine_dalgarno"]
         assert whole > 0.48 and whole > motif_rates(shuffle_rows(x, 0))["shine_dalgarno"] + 0.02
+
+
+def test_non_fasta_text_names_the_file(tmp_path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("just some notes\nACGT\n")
+    with pytest.raises(ValueError, match=r"notes\.txt") as info:
+        read_fasta(path)
+    assert "\n" not in str(info.value)

@@ -122,6 +122,19 @@ def test_transition_random(graph: Graph, sigma: float) -> None:
 
 
 @names
+def test_transition_at_infinite_noise_is_the_limit(name: str) -> None:
+    graph = GRAPHS[name]
+    p = graph.transition(all_states(graph), torch.tensor([torch.inf], dtype=torch.float64))[0]
+    assert not torch.isnan(p).any()
+    pi = graph.limit_distribution()
+    torch.testing.assert_close(p, pi.expand_as(p), atol=1e-9, rtol=0)
+    generic = Graph.transition(
+        graph, all_states(graph), torch.tensor([torch.inf], dtype=torch.float64)
+    )
+    torch.testing.assert_close(generic[0], pi.expand_as(p), atol=1e-9, rtol=0)
+
+
+@names
 def test_transition_at_zero_is_one_hot(name: str) -> None:
     graph = GRAPHS[name]
     p = graph.transition(all_states(graph), torch.zeros(1))[0]
