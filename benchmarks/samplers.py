@@ -44,17 +44,22 @@ SAMPLERS: dict[str, type[Sampler]] = {
 }
 
 
+# Wall time by default; `--cpu-time` (with `--threads 1`) uses the main thread's CPU time, which
+# does not count the time the process waits for a core on a shared machine.
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 class TimedScore:
-    """Wraps a score function and accumulates the wall time spent inside it."""
+    """Wraps a score function and records when each call starts and ends."""
 
     def __init__(self, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         self.fn = fn
-        self.seconds = 0.0
+        self.calls: list[tuple[float, float]] = []
 
     def __call__(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        start = time.perf_counter()
+        start = CLOCK()
         out = self.fn(x_t, sigma)
-        self.seconds += time.perf_counter() - start
+        self.calls.append((start, CLOCK()))
         return out
 
 
@@ -98,22 +103,27 @@ def overhead_table(steps: int, repeats: int, batch: int = 64, length: int = 256)
         net = stand_in_net(graph)
         for sampler_name, cls in SAMPLERS.items():
             sampler = cls(graph, schedule)
-            net_s, out_s = [], []
+            # Same seed every repeat: the same trajectory, so the same work at every step.
+            # Per step, the minimum over repeats is the least disturbed time on a shared
+            # machine; outside time is everything between two score calls (and before the first
+            # and after the last one).
+            net_runs, out_runs = [], []
             sampler.run(net, batch, length, 1)  # warm up
-            for rep in range(repeats):
+            for _ in range(repeats):
                 timed = TimedScore(net)
-                start = time.perf_counter()
-                result = sampler.run(
-                    timed, batch, length, steps, generator=torch.Generator().manual_seed(rep)
-                )
-                total = time.perf_counter() - start
-                net_s.append(timed.seconds / result.nfe)
-                out_s.append((total - timed.seconds) / result.nfe)
-            # Minima over repeats: the least disturbed estimate on a shared machine.
-            net_best, out_best = min(net_s), min(out_s)
+                start = CLOCK()
+                sampler.run(timed, batch, length, steps, generator=torch.Generator().manual_seed(0))
+                end = CLOCK()
+                edges = [start, *(t for call in timed.calls for t in call), end]
+                net_runs.append([b - a for a, b in timed.calls])
+                out_runs.append([edges[k + 1] - edges[k] for k in range(0, len(edges), 2)])
+            net_total = sum(map(min, zip(*net_runs, strict=True)))
+            out_total = sum(map(min, zip(*out_runs, strict=True)))
+            nfe = len(net_runs[0])
             yield (
-                f"| {graph_name} | {graph.num_states} | {sampler_name} | {1e3 * net_best:.0f} | "
-                f"{1e3 * out_best:.1f} | {100 * out_best / (net_best + out_best):.1f}% |"
+                f"| {graph_name} | {graph.num_states} | {sampler_name} | "
+                f"{1e3 * net_total / nfe:.0f} | {1e3 * out_total / nfe:.1f} | "
+                f"{100 * out_total / (net_total + out_total):.1f}% |"
             )
 
 
@@ -192,11 +202,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="steps per overhead run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per overhead row")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--cpu-time", action="store_true", help="time with CPU time (needs --threads 1)"
+    )
     args = parser.parse_args()
+    if args.cpu_time and args.threads != 1:
+        parser.error("--cpu-time measures one thread: add --threads 1")
     torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.thread_time if args.cpu_time else time.perf_counter
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}\n"
+        f"{platform.processor() or platform.machine()}, "
+        f"{'CPU time' if args.cpu_time else 'wall time'}\n"
     )
     sections: list[tuple[str, Iterator[str]]] = []
     if args.only in (None, "overhead"):

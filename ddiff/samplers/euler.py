@@ -20,8 +20,9 @@ class EulerSampler(Sampler):
     negative entries (the stay probability when the rates are large) clamped to 0 and the rest
     renormalised. The error is first order in $\Delta t$ (Campbell et al., *A Continuous Time
     Framework for Discrete Denoising Models*, NeurIPS 2022; the Euler sampler of Lou, Meng &
-    Ermon, ICML 2024). Every graph works through `Graph.reverse_rates` (O(S) per position for
-    uniform and absorbing graphs).
+    Ermon, ICML 2024). Every graph works through the Graph contract: the reverse rates
+    (`Graph.reverse_rates`) are formed in place from `Graph.rates_in`, O(S) per position for
+    uniform and absorbing graphs.
 
     Example:
         >>> import torch
