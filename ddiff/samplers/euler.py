@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ddiff.samplers._draw import draw_categorical
-from ddiff.samplers.base import Interval, Sampler
+from ddiff.samplers.base import Interval, Sampler, jump_intensities
 
 
 class EulerSampler(Sampler):
@@ -48,10 +48,6 @@ class EulerSampler(Sampler):
         interval: Interval,
         generator: torch.Generator | None,
     ) -> Tensor:
-        # Graph.reverse_rates(x, score) times sigma(t) dt, computed in place from rates_in
-        # (score * Q[x, y] off the diagonal) to avoid its [N, S] temporaries.
-        probs = score.mul_(self.graph.rates_in(x, dtype=score.dtype))
-        index = x.unsqueeze(-1)
-        probs.scatter_(-1, index, 0.0).mul_(interval.rate_t * interval.dt)
-        probs.scatter_(-1, index, 1.0 - probs.sum(dim=-1, keepdim=True))  # stay
+        probs = jump_intensities(self.graph, x, score, interval.rate_t * interval.dt)
+        probs.scatter_(-1, x.unsqueeze(-1), 1.0 - probs.sum(dim=-1, keepdim=True))  # stay
         return draw_categorical(probs.clamp_min_(0.0), generator, self.categorical_dtype)

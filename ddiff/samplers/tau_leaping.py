@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ddiff.samplers._draw import draw_categorical
-from ddiff.samplers.base import Interval, Sampler
+from ddiff.samplers.base import Interval, Sampler, jump_intensities
 
 
 class TauLeapingSampler(Sampler):
@@ -53,10 +53,8 @@ class TauLeapingSampler(Sampler):
         interval: Interval,
         generator: torch.Generator | None,
     ) -> Tensor:
-        # lambda_y = dt sigma(t) score_y Q[x, y] for y != x: Graph.reverse_rates off the
-        # diagonal, computed in place from rates_in to avoid its [N, S] temporaries.
-        intensity = score.mul_(self.graph.rates_in(x, dtype=score.dtype))
-        intensity.scatter_(-1, x.unsqueeze(-1), 0.0).mul_(interval.rate_t * interval.dt)
+        # lambda_y = dt sigma(t) score_y Q[x, y] for y != x
+        intensity = jump_intensities(self.graph, x, score, interval.rate_t * interval.dt)
         total = intensity.sum(dim=-1).to(torch.float64)
         counts = torch.poisson(total, generator=generator)
         jumps = counts == 1
