@@ -5,6 +5,6 @@ only torch.
 """
 
 from ddiff.testing.oracle import ConditionalOracle, ExactOracle
-from ddiff.testing.sources import MarkovSource
+from ddiff.testing.sources import MarkovSource, PlantedMotifSource
 
-__all__ = ["ConditionalOracle", "ExactOracle", "MarkovSource"]
+__all__ = ["ConditionalOracle", "ExactOracle", "MarkovSource", "PlantedMotifSource"]
