@@ -63,3 +63,28 @@ def check_last_dim(t: Tensor, x: Tensor, size: int, name: str) -> None:
         raise ValueError(
             f"{name} must have shape {expected} (tokens' shape + [states]), got {list(t.shape)}"
         )
+
+
+def check_token_batch(x: Tensor, limit: int, name: str, limit_name: str) -> Tensor:
+    """`x` as int64 if it is an integer tensor `[batch, length]` with values in `[0, limit)`.
+
+    For networks that read token batches. Errors name the argument, the offending
+    `[batch b, position i]` and the network's `limit_name = limit`.
+    """
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
+    if x.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise ValueError(f"{name} must hold integer token ids, got dtype {x.dtype}")
+    if x.dim() != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(
+            f"{name} must have shape [batch, length] with batch, length >= 1, got "
+            f"{list(x.shape)}; add a batch axis with {name}[None] for a single sequence"
+        )
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0 or hi >= limit:
+        b, i = ((x < 0) | (x >= limit)).nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} holds token {int(x[b, i])} at [batch {b}, position {i}], outside "
+            f"[0, {limit}) for a network with {limit_name} = {limit}"
+        )
+    return x.long()

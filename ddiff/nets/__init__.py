@@ -9,9 +9,11 @@ A backbone maps noised tokens `x_t` `[B, L]` and total noise `sigma` `[B]` to lo
         "small", graph.num_states, parameterization=ScaledAbsorbingParameterization(graph)
     )
 
-Rotary-embedding helpers live in `ddiff.nets.rotary`.
+`CausalTransformer` is the autoregressive baseline of the same size (the same blocks with a causal
+mask, exact likelihoods). Rotary-embedding helpers live in `ddiff.nets.rotary`.
 """
 
+from ddiff.nets.autoregressive import CausalTransformer
 from ddiff.nets.base import ScoreNet
 from ddiff.nets.parameterization import (
     LogScoreParameterization,
@@ -22,6 +24,7 @@ from ddiff.nets.transformer import PRESETS, TransformerScoreNet
 
 __all__ = [
     "PRESETS",
+    "CausalTransformer",
     "LogScoreParameterization",
     "Parameterization",
     "ScaledAbsorbingParameterization",

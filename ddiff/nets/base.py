@@ -5,12 +5,9 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
 
-from ddiff._checks import batch_sigma
-
-_INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+from ddiff._checks import batch_sigma, check_token_batch
 
 
 class ScoreNet(nn.Module, abc.ABC):
@@ -76,21 +73,6 @@ class ScoreNet(nn.Module, abc.ABC):
                 values in `[0, num_states)` and `sigma` is a scalar, `[batch]` or `[batch, 1]`
                 with non-negative, non-NaN values.
         """
-        if not isinstance(x_t, Tensor):
-            raise ValueError(f"x_t must be a torch.Tensor of token ids, got {type(x_t).__name__}")
-        if x_t.dtype not in _INTEGER_DTYPES:
-            raise ValueError(f"x_t must hold integer token ids, got dtype {x_t.dtype}")
-        if x_t.dim() != 2 or x_t.shape[0] < 1 or x_t.shape[1] < 1:
-            raise ValueError(
-                f"x_t must have shape [batch, length] with batch, length >= 1, got "
-                f"{list(x_t.shape)}; add a batch axis with x_t[None] for a single sequence"
-            )
-        lo, hi = int(x_t.min()), int(x_t.max())
-        if lo < 0 or hi >= self.num_states:
-            b, i = ((x_t < 0) | (x_t >= self.num_states)).nonzero()[0].tolist()
-            raise ValueError(
-                f"x_t holds token {int(x_t[b, i])} at [batch {b}, position {i}], outside "
-                f"[0, {self.num_states}) for a network with num_states = {self.num_states}"
-            )
+        x_t = check_token_batch(x_t, self.num_states, "x_t", "num_states")
         sigma = batch_sigma(sigma, x_t)[:, 0]
-        return x_t.long(), sigma
+        return x_t, sigma

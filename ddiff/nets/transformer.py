@@ -40,6 +40,31 @@ def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1.0 + scale) + shift
 
 
+def _check_sizes(
+    dim: int, depth: int, heads: int, cond_dim: int, mlp_ratio: float, dropout: float
+) -> int:
+    """Validate a transformer's size arguments (internal); return the MLP hidden width."""
+    for name, value in (
+        ("dim", dim),
+        ("depth", depth),
+        ("heads", heads),
+        ("cond_dim", cond_dim),
+    ):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if dim % heads or (dim // heads) % 2:
+        raise ValueError(
+            f"dim / heads must be an even integer (rotary embeddings rotate channel pairs), "
+            f"got dim = {dim}, heads = {heads}"
+        )
+    hidden = round(mlp_ratio * dim)
+    if not mlp_ratio > 0 or hidden < 1:
+        raise ValueError(f"mlp_ratio must be > 0 (MLP width >= 1), got {mlp_ratio!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    return hidden
+
+
 class _SigmaEmbedding(nn.Module):
     """sigma `[B]` -> conditioning vector `[B, cond_dim]`: sinusoids of log sigma, then an MLP."""
 
@@ -65,11 +90,18 @@ class _SigmaEmbedding(nn.Module):
 
 
 class _Block(nn.Module):
-    """Pre-norm transformer block with adaLN-Zero modulation (shift, scale, gate) x 2."""
+    """Pre-norm transformer block with adaLN-Zero modulation (shift, scale, gate) x 2.
 
-    def __init__(self, dim: int, heads: int, cond_dim: int, hidden: int, dropout: float) -> None:
+    `causal=True` masks attention to earlier positions (and the position itself), for the
+    autoregressive baseline; the diffusion backbone attends in both directions.
+    """
+
+    def __init__(
+        self, dim: int, heads: int, cond_dim: int, hidden: int, dropout: float, causal: bool = False
+    ) -> None:
         super().__init__()
         self.heads = heads
+        self.causal = causal
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.attn_out = nn.Linear(dim, dim, bias=False)
@@ -92,7 +124,7 @@ class _Block(nn.Module):
         qkv = self.qkv(a).view(b, length, 3, self.heads, dim // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, heads, L, head_dim]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        a = F.scaled_dot_product_attention(q, k, v)  # bidirectional: no mask
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         a = a.transpose(1, 2).reshape(b, length, dim)
         h = h + gate1 * self.dropout(self.attn_out(a))
         m = self.mlp(_modulate(self.norm2(h), shift2, scale2))
@@ -169,24 +201,7 @@ class TransformerScoreNet(ScoreNet):
         parameterization: Parameterization | None = None,
     ) -> None:
         super().__init__(num_states)
-        for name, value in (
-            ("dim", dim),
-            ("depth", depth),
-            ("heads", heads),
-            ("cond_dim", cond_dim),
-        ):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if dim % heads or (dim // heads) % 2:
-            raise ValueError(
-                f"dim / heads must be an even integer (rotary embeddings rotate channel pairs), "
-                f"got dim = {dim}, heads = {heads}"
-            )
-        hidden = round(mlp_ratio * dim)
-        if not mlp_ratio > 0 or hidden < 1:
-            raise ValueError(f"mlp_ratio must be > 0 (MLP width >= 1), got {mlp_ratio!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        hidden = _check_sizes(dim, depth, heads, cond_dim, mlp_ratio, dropout)
         if parameterization is None:
             parameterization = LogScoreParameterization()
         if not isinstance(parameterization, Parameterization):

@@ -1,9 +1,13 @@
-"""The LightningModule that trains a score network with denoising score entropy."""
+"""The LightningModule that trains a score network with denoising score entropy.
+
+`_TrainingModule` holds what it shares with `ddiff.training.AutoregressiveModule`.
+"""
 
 from __future__ import annotations
 
+import abc
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -21,9 +25,167 @@ from ddiff.training.optim import OptimSettings
 
 _CHECKPOINT_KEY = "ddiff"
 _CHECKPOINT_FORMAT = 1
+# What each kind of checkpoint is loaded with. DiffusionModule checkpoints predate the kind marker
+# and carry none: a checkpoint without one is a diffusion checkpoint.
+_MODULE_OF_KIND = {"diffusion": "DiffusionModule", "autoregressive": "AutoregressiveModule"}
+_UNMARKED_KIND = "diffusion"
 
 
-class DiffusionModule(L.LightningModule):
+class _TrainingModule(L.LightningModule, abc.ABC):
+    """What every ddiff training module shares (internal).
+
+    AdamW with warm-up (`OptimSettings`), gradient clipping, the weight EMA (updated after every
+    optimizer step, moved to the module's device, refused under FSDP), the logging of the
+    training loss, the reduction of validation sums over batches and ranks, and checkpoint
+    entries that record the kind of model, its identity and the EMA.
+
+    Subclasses set `_KIND` and `_NUM_VAL_SUMS`, and implement `_step_loss` (the loss of one
+    training batch), `_validation_metrics` (metrics from the reduced validation sums),
+    `_checkpoint_identity` and `_check_checkpoint_identity`. Their `validation_step` adds its
+    sums with `_add_validation_sums`.
+    """
+
+    _KIND: ClassVar[str]
+    _NUM_VAL_SUMS: ClassVar[int]
+
+    def __init__(self, net: nn.Module, optim: OptimSettings | None) -> None:
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        self.net = net
+        self.optim = optim if optim is not None else OptimSettings()
+        decay = self.optim.ema_decay
+        self.ema = None if decay is None else EMA(net, decay)
+        self._val_sums: Tensor | None = None
+
+    @property
+    def averaged_net(self) -> nn.Module:
+        """The network used for validation and sampling: the EMA copy (or `net` without EMA)."""
+        return self.net if self.ema is None else self.ema.model
+
+    # -- training ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _step_loss(self, batch: TokenBatch, batch_idx: int) -> Tensor:
+        """The loss of training batch `batch_idx` (a scalar, float32 or wider)."""
+
+    def training_step(self, batch: TokenBatch | Tensor, batch_idx: int) -> Tensor:
+        tokens, lengths = _as_batch(batch)
+        loss = self._step_loss(TokenBatch(tokens, lengths), batch_idx)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=tokens.shape[0])
+        return loss
+
+    # -- validation sums --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _validation_metrics(self, sums: list[float]) -> dict[str, float]:
+        """Logged metrics from this epoch's validation sums, reduced over batches and ranks."""
+
+    def on_validation_epoch_start(self) -> None:
+        self._ema_to_device()
+        self._val_sums = torch.zeros(self._NUM_VAL_SUMS, dtype=torch.float64, device=self.device)
+
+    def _add_validation_sums(self, sums: Tensor) -> None:
+        if self._val_sums is None:
+            self._val_sums = torch.zeros(
+                self._NUM_VAL_SUMS, dtype=torch.float64, device=self.device
+            )
+        self._val_sums += sums.to(self._val_sums.device, torch.float64)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_sums is None:
+            return
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        self._val_sums = None
+        for name, value in self._validation_metrics(sums.tolist()).items():
+            self.log(name, value, prog_bar=name == "val/bits_per_token", sync_dist=True)
+
+    # -- optimisation -----------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optim.build_optimizer(self.net.parameters())
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.optim.lr_factor())
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        # The Trainer's gradient_clip_val, if given, wins over the module's own setting.
+        clip = gradient_clip_val if gradient_clip_val is not None else self.optim.grad_clip
+        if clip:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=clip,
+                gradient_clip_algorithm=gradient_clip_algorithm or "norm",
+            )
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.net)
+
+    def on_fit_start(self) -> None:
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        if self.ema is not None and isinstance(self.trainer.strategy, FSDPStrategy):
+            raise ValueError(
+                "the weight EMA keeps an unsharded copy of the network and does not support "
+                "FSDP yet; set optim.ema_decay to None (null in YAML) to train with FSDP"
+            )
+        self._ema_to_device()
+
+    def _ema_to_device(self) -> None:
+        if self.ema is not None:
+            self.ema.to(self.device)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _checkpoint_identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be loaded (besides its kind); plain values only."""
+
+    @abc.abstractmethod
+    def _check_checkpoint_identity(self, info: dict[str, Any]) -> None:
+        """Raise `ValueError` unless `info` (a checkpoint's entry) fits this module."""
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        identity = self._checkpoint_identity()
+        if self._KIND != _UNMARKED_KIND:  # diffusion checkpoints keep their original format
+            identity = {"kind": self._KIND, **identity}
+        checkpoint[_CHECKPOINT_KEY] = {
+            "format": _CHECKPOINT_FORMAT,
+            **identity,
+            "ema": None if self.ema is None else self.ema.state_dict(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        mine = _MODULE_OF_KIND[self._KIND]
+        info = checkpoint.get(_CHECKPOINT_KEY)
+        if not isinstance(info, dict):
+            raise ValueError(
+                f"this checkpoint was not written by ddiff's {mine} (no 'ddiff' entry); "
+                "only resume from checkpoints of your own runs"
+            )
+        kind = info.get("kind", _UNMARKED_KIND)
+        if kind != self._KIND:
+            writer = _MODULE_OF_KIND.get(kind, f"an unknown module (kind {kind!r})")
+            raise ValueError(
+                f"this checkpoint holds a {kind} model written by {writer}, and cannot be "
+                f"loaded into a {mine} ({self._KIND}); resume it with {writer}, or start this "
+                "run from a fresh directory"
+            )
+        self._check_checkpoint_identity(info)
+        if self.ema is not None and info.get("ema") is not None:
+            self.ema.load_state_dict(info["ema"])
+
+
+class DiffusionModule(_TrainingModule):
     r"""Score-entropy training of a score network, validated with the likelihood bound.
 
     The training loss is the denoising score entropy weighted by the noise rate, the integrand
@@ -86,13 +248,11 @@ class DiffusionModule(L.LightningModule):
         time_sampling: TimeSampling = "stratified",
         val_num_t: int = 8,
     ) -> None:
-        super().__init__()
         if not isinstance(graph, Graph):
             raise TypeError(f"graph must be a ddiff Graph, got {type(graph).__name__}")
         if not isinstance(schedule, NoiseSchedule):
             raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-        if not isinstance(net, nn.Module):
-            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        super().__init__(net, optim)
         states = getattr(net, "num_states", graph.num_states)
         if states != graph.num_states:
             raise ValueError(
@@ -110,21 +270,11 @@ class DiffusionModule(L.LightningModule):
             raise ValueError(f"val_num_t must be >= 1, got {val_num_t}")
         self.graph = graph
         self.schedule = schedule
-        self.net = net
-        self.optim = optim if optim is not None else OptimSettings()
         self.seed = int(seed)
         self.time_sampling: TimeSampling = time_sampling
         self.val_num_t = int(val_num_t)
-        decay = self.optim.ema_decay
-        self.ema = None if decay is None else EMA(net, decay)
-        self._val_sums: Tensor | None = None
 
     # -- the objective ----------------------------------------------------------------------------
-
-    @property
-    def averaged_net(self) -> nn.Module:
-        """The network used for validation and sampling: the EMA copy (or `net` without EMA)."""
-        return self.net if self.ema is None else self.ema.model
 
     def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         """Log-scores of the trained (not averaged) network."""
@@ -145,12 +295,9 @@ class DiffusionModule(L.LightningModule):
         integrand = bound_integrand(self.net, self.graph, self.schedule, tokens, t, generator)
         return integrand.sum() / lengths.sum()
 
-    def training_step(self, batch: TokenBatch | Tensor, batch_idx: int) -> Tensor:
-        tokens, lengths = _as_batch(batch)
-        t, generator = self._training_draws(tokens.shape[0], batch_idx)
-        loss = self.loss(TokenBatch(tokens, lengths), t, generator)
-        self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=tokens.shape[0])
-        return loss
+    def _step_loss(self, batch: TokenBatch, batch_idx: int) -> Tensor:
+        t, generator = self._training_draws(batch.tokens.shape[0], batch_idx)
+        return self.loss(batch, t, generator)
 
     def _training_draws(self, batch: int, batch_idx: int) -> tuple[Tensor, torch.Generator]:
         rank, world, accumulate = 0, 1, 1
@@ -165,10 +312,8 @@ class DiffusionModule(L.LightningModule):
 
     # -- validation: the likelihood bound with the averaged weights -------------------------------
 
-    def on_validation_epoch_start(self) -> None:
-        self._ema_to_device()
-        # Sums over this rank's batches: bound (nats), prior (nats), real tokens, variance.
-        self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+    # Sums over the batches and ranks: bound (nats), prior (nats), real tokens, variance.
+    _NUM_VAL_SUMS = 4
 
     def validation_step(self, batch: TokenBatch | Tensor, batch_idx: int) -> None:
         tokens, lengths = _as_batch(batch)
@@ -193,90 +338,28 @@ class DiffusionModule(L.LightningModule):
                 variance.to(torch.float64).to(bound.nats.device),
             ]
         )
-        if self._val_sums is None:
-            self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
-        self._val_sums += sums.to(self._val_sums.device)
+        self._add_validation_sums(sums)
 
-    def on_validation_epoch_end(self) -> None:
-        if self._val_sums is None:
-            return
-        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
-        nats, prior, tokens, variance = sums.tolist()
-        self._val_sums = None
+    def _validation_metrics(self, sums: list[float]) -> dict[str, float]:
+        nats, prior, tokens, variance = sums
         if tokens == 0:
-            return
+            return {}
         to_bits = 1.0 / (tokens * math.log(2.0))
-        metrics = {
+        return {
             "val/bits_per_token": nats * to_bits,
             "val/prior_bits_per_token": prior * to_bits,
             "val/stderr_bits_per_token": math.sqrt(variance) * to_bits,
         }
-        for name, value in metrics.items():
-            self.log(name, value, prog_bar=name == "val/bits_per_token", sync_dist=True)
 
-    # -- optimisation -----------------------------------------------------------------------------
+    # -- checkpoints: the graph -------------------------------------------------------------------
 
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optim.build_optimizer(self.net.parameters())
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.optim.lr_factor())
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+    _KIND = "diffusion"
 
-    def configure_gradient_clipping(
-        self,
-        optimizer: torch.optim.Optimizer,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        # The Trainer's gradient_clip_val, if given, wins over the module's own setting.
-        clip = gradient_clip_val if gradient_clip_val is not None else self.optim.grad_clip
-        if clip:
-            self.clip_gradients(
-                optimizer,
-                gradient_clip_val=clip,
-                gradient_clip_algorithm=gradient_clip_algorithm or "norm",
-            )
+    def _checkpoint_identity(self) -> dict[str, Any]:
+        return {"graph": graph_signature(self.graph)}
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
-        if self.ema is not None:
-            self.ema.update(self.net)
-
-    def on_fit_start(self) -> None:
-        from lightning.pytorch.strategies import FSDPStrategy
-
-        if self.ema is not None and isinstance(self.trainer.strategy, FSDPStrategy):
-            raise ValueError(
-                "the weight EMA keeps an unsharded copy of the network and does not support "
-                "FSDP yet; set optim.ema_decay to None (null in YAML) to train with FSDP"
-            )
-        self._ema_to_device()
-
-    def _ema_to_device(self) -> None:
-        if self.ema is not None:
-            self.ema.to(self.device)
-
-    # -- checkpoints ------------------------------------------------------------------------------
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[_CHECKPOINT_KEY] = {
-            "format": _CHECKPOINT_FORMAT,
-            "graph": graph_signature(self.graph),
-            "ema": None if self.ema is None else self.ema.state_dict(),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        info = checkpoint.get(_CHECKPOINT_KEY)
-        if not isinstance(info, dict):
-            raise ValueError(
-                "this checkpoint was not written by ddiff's DiffusionModule (no 'ddiff' entry); "
-                "only resume from checkpoints of your own runs"
-            )
+    def _check_checkpoint_identity(self, info: dict[str, Any]) -> None:
         check_same_graph(info["graph"], self.graph, "the checkpoint")
-        if self.ema is not None and info.get("ema") is not None:
-            self.ema.load_state_dict(info["ema"])
 
 
 def _as_batch(batch: TokenBatch | Tensor) -> tuple[Tensor, Tensor]:
