@@ -67,6 +67,7 @@ from ddiff.config import (
     TrainConfig,
     TransformerNetConfig,
 )
+from ddiff.eval.likelihood import bits_per_token
 from ddiff.recipes._cli import Context, DataSplit, Recipe, Segment
 from ddiff.recipes._common import (
     FIGURE_DIR,
@@ -80,7 +81,6 @@ from ddiff.recipes._common import (
     RecipeError,
     RuntimeConfig,
     _Section,
-    heldout_bound,
     paired_difference,
     read_json,
     read_training_logs,
@@ -507,7 +507,7 @@ def evaluate_dna(recipe: DnaRecipe, ctx: Context[DnaRecipeConfig]) -> None:
     train = data.train
 
     print(f"evaluate: likelihood bound on {heldout.shape[0]} held-out windows", flush=True)
-    bound = heldout_bound(pre, heldout, num_t=ev.num_t, seed=ev.seed, batch_size=ev.batch_size)
+    bound = bits_per_token(pre, heldout, num_t=ev.num_t, seed=ev.seed, batch_size=ev.batch_size)
     train_np = [r.numpy() for r in train]
     held_np = [r.numpy() for r in heldout]
     markov = MarkovChain(4, 3).fit(train_np)

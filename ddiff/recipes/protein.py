@@ -53,6 +53,7 @@ from ddiff.config import (
     TrainConfig,
     TransformerNetConfig,
 )
+from ddiff.eval.likelihood import bits_per_token
 from ddiff.recipes._cli import Context, DataSplit, Recipe, Segment
 from ddiff.recipes._common import (
     FIGURE_DIR,
@@ -66,7 +67,6 @@ from ddiff.recipes._common import (
     RecipeError,
     RuntimeConfig,
     _Section,
-    heldout_bound,
     paired_difference,
     read_json,
     read_tokens,
@@ -374,8 +374,8 @@ def evaluate_protein(recipe: ProteinRecipe, ctx: Context[ProteinRecipeConfig]) -
     real = torch.tensor([p.numel() for p in heldout])
 
     print(f"evaluate: likelihood bound on {len(heldout)} held-out proteins", flush=True)
-    bound = heldout_bound(
-        pre, padded, num_t=ev.num_t, seed=ev.seed, batch_size=ev.batch_size, real_lengths=real
+    bound = bits_per_token(
+        pre, padded, num_t=ev.num_t, seed=ev.seed, batch_size=ev.batch_size, lengths=real
     )
     train = data.train
     markov = MarkovChain(PAD_TOKEN + 1, 2).fit([r.numpy() for r in pad_sequences(train, length)])

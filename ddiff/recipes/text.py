@@ -54,6 +54,7 @@ from ddiff.config import (
     TrainConfig,
     TransformerNetConfig,
 )
+from ddiff.eval.likelihood import bits_per_token
 from ddiff.recipes._cli import Context, DataSplit, Recipe, Segment
 from ddiff.recipes._common import (
     FIGURE_DIR,
@@ -67,7 +68,6 @@ from ddiff.recipes._common import (
     RecipeError,
     RuntimeConfig,
     _Section,
-    heldout_bound,
     paired_difference,
     read_json,
     read_tokens,
@@ -353,7 +353,7 @@ def evaluate_text(recipe: TextRecipe, ctx: Context[TextRecipeConfig]) -> None:
     ev = config.evaluate
     heldout = pool[torch.as_tensor(subsample(pool.shape[0], ev.max_heldout, ev.seed))]
     print(f"evaluate: likelihood bound on {heldout.shape[0]} held-out windows", flush=True)
-    bound = heldout_bound(pre, heldout, num_t=ev.num_t, seed=ev.seed, batch_size=ev.batch_size)
+    bound = bits_per_token(pre, heldout, num_t=ev.num_t, seed=ev.seed, batch_size=ev.batch_size)
     characters = count_characters(heldout)
     total_nats = float(bound.per_sequence.sum()) * heldout.shape[1] * math.log(2.0)
     bpc = bits_per_character(total_nats, characters)
