@@ -27,9 +27,10 @@ $(VENV)/.docs-installed: $(VENV)/.installed
 	$(PIP) install --quiet -e ".[docs]"
 	touch $@
 
-## docs: build the documentation site with mkdocs --strict (fails on any warning)
+## docs: build the documentation site with mkdocs --strict (fails on any warning; not --quiet,
+## which hides the warnings and so never fails)
 docs: $(VENV)/.docs-installed
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 ## demo: set up (if needed) and run the DNA recipe on its shipped data (train, sample, infill,
 ## evaluate; writes runs/dna-<date-time>/report.md; a run never overwrites another)
