@@ -37,7 +37,7 @@ class CausalTransformer(nn.Module):
       modulation $(a, b, g) = W c + \beta$ reduces to its learned bias $\beta$: a per-block
       affine map of the normalised activations and a per-block gate, as a LayerNorm's affine
       parameters and a residual scale would be. The weights $W$ multiply zero, never change the
-      output and never receive a gradient; `num_parameters` leaves them out.
+      output and get zero gradients; `num_parameters` leaves them out.
     - **Output**: the same final modulated LayerNorm and zero-initialised linear head, to
       `num_tokens` logits (an untrained net is the uniform model).
 
