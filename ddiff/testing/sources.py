@@ -302,7 +302,8 @@ class PlantedMotifSource:
         rows: list[list[int]] = []
         for gaps in itertools.product(*(range(lo, hi + 1) for lo, hi in self.spacers)):
             for start in range(free - sum(gaps) + 1):
-                positions, at = [], start
+                positions: list[int] = []
+                at = start
                 for j, w in enumerate(widths):
                     positions.extend(range(at, at + w))
                     at += w + (gaps[j] if j < len(gaps) else 0)

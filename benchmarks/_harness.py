@@ -1,0 +1,210 @@
+"""Shared pieces of the likelihood benchmarks: sources, models, training, machine description.
+
+Not a public module: the benchmark scripts import it from their own directory. Every model is
+trained by the library's real path (`DiffusionModule` or `AutoregressiveModule` under a
+`lightning.Trainer` with a `TokenDataModule`), with the same network size, optimiser, batch and
+number of optimizer steps for the diffusion models and the autoregressive baseline, so the
+comparison is at equal compute per token seen (the AR step is a little cheaper: one forward
+pass, no noising).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+OUT = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
+
+# The network of every model in the synthetic tables: the "tiny" preset the recipes also use
+# (width 64, 2 blocks, 2 heads, ~0.1M non-embedding parameters): what trains in minutes on a CPU.
+NET = {"dim": 64, "depth": 2, "heads": 2, "cond_dim": 64}
+OPTIM = {"lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.995}
+
+
+@dataclass(frozen=True)
+class Model:
+    """A trained model: what to score it with and how to sample it."""
+
+    name: str
+    net: torch.nn.Module
+    graph: Any = None  # None for the autoregressive model
+    schedule: Any = None
+
+
+def graph_of(kind: str, num_tokens: int, frequencies: torch.Tensor | None = None) -> Any:
+    """absorbing, uniform, or the substitution model of the alphabet (HKY85 for 4 tokens,
+    the BLOSUM62-derived protein graph for 20)."""
+    from ddiff import AbsorbingGraph, UniformGraph
+    from ddiff.graphs import hky85, protein_graph
+
+    if kind == "absorbing":
+        return AbsorbingGraph(num_tokens)
+    if kind == "uniform":
+        return UniformGraph(num_tokens)
+    if kind == "substitution" and num_tokens == 4:
+        freqs = (0.25,) * 4 if frequencies is None else tuple(float(f) for f in frequencies)
+        return hky85(2.0, freqs)
+    if kind == "substitution" and num_tokens == 20:
+        return protein_graph()
+    raise ValueError(f"no {kind} graph for {num_tokens} tokens")
+
+
+def build_model(kind: str, num_tokens: int, seed: int, **graph_kwargs: Any) -> Model:
+    """An untrained model: `kind` is "ar" or a graph kind for `graph_of`."""
+    from ddiff import AbsorbingGraph, LogLinearSchedule
+    from ddiff.nets import CausalTransformer, ScaledAbsorbingParameterization, TransformerScoreNet
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if kind == "ar":
+            return Model("ar", CausalTransformer(num_tokens, **NET))
+        graph = graph_of(kind, num_tokens, **graph_kwargs)
+        absorbing = isinstance(graph, AbsorbingGraph)
+        param = ScaledAbsorbingParameterization(graph) if absorbing else None
+        net = TransformerScoreNet(graph.num_states, parameterization=param, **NET)
+    # Absorbing: the schedule reaches the all-MASK limit; the others stop 1e-3 short of it.
+    schedule = LogLinearSchedule(eps=0.0 if absorbing else 1e-3)
+    return Model(kind, net, graph, schedule)
+
+
+def train(
+    model: Model,
+    train_data: Any,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    length: int | None = None,
+    pad_token: int = 0,
+) -> tuple[Model, dict[str, Any]]:
+    """Train for `steps` optimizer steps; returns the model with its EMA weights and a record."""
+    from ddiff.training import (
+        AutoregressiveModule,
+        DiffusionModule,
+        OptimSettings,
+        TokenDataModule,
+    )
+
+    optim = OptimSettings(**OPTIM)
+    module: Any
+    if model.graph is None:
+        module = AutoregressiveModule(model.net, optim)
+    else:
+        module = DiffusionModule(model.graph, model.schedule, model.net, optim, seed=seed)
+    data = TokenDataModule(
+        train_data, batch_size=batch_size, seed=seed, length=length, pad_token=pad_token
+    )
+    record = fit(module, data, steps=steps, seed=seed)
+    record["batch_size"] = batch_size
+    return Model(model.name, module.averaged_net.eval(), model.graph, model.schedule), record
+
+
+def fit(module: Any, datamodule: Any, *, steps: int, seed: int) -> dict[str, Any]:
+    """`lightning.Trainer.fit` for `steps` optimizer steps, no validation, no checkpoints."""
+    import lightning as L
+
+    quiet()
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    L.seed_everything(seed, verbose=False)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    return {
+        "steps": int(trainer.global_step),
+        "train_seconds": time.perf_counter() - start,
+        "parameters_non_embedding": int(module.net.num_parameters()),
+    }
+
+
+def score(model: Model, tokens: torch.Tensor, *, lengths: Any = None, num_t: int, seed: int) -> Any:
+    """`ddiff.eval.bits_per_token`: the bound of a diffusion model, the exact NLL of the AR."""
+    from ddiff.eval import bits_per_token
+
+    target: Any = model.net if model.graph is None else (model.net, model.graph, model.schedule)
+    with torch.no_grad():
+        return bits_per_token(target, tokens, lengths=lengths, num_t=num_t, seed=seed)
+
+
+def save(model: Model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.net.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def load(kind: str, num_tokens: int, path: Path, **graph_kwargs: Any) -> Model:
+    model = build_model(kind, num_tokens, seed=0, **graph_kwargs)
+    model.net.load_state_dict(torch.load(path, weights_only=True))
+    model.net.eval()
+    return model
+
+
+def quiet() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
+
+
+def machine() -> str:
+    """One line: CPU model, cores, torch version and threads, load average."""
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}, "
+        f"load average {load:.1f}"
+    )
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def markdown_table(header: list[str], rows: list[list[Any]], right: Callable[[int], bool]) -> str:
+    """A markdown table; columns for which `right(i)` is true are right-aligned."""
+    align = ["---:" if right(i) else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
