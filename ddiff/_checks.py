@@ -65,11 +65,13 @@ def check_last_dim(t: Tensor, x: Tensor, size: int, name: str) -> None:
         )
 
 
-def check_token_batch(x: Tensor, limit: int, name: str, limit_name: str) -> Tensor:
+def check_token_batch(
+    x: Tensor, limit: int, name: str, limit_name: str, owner: str = "a network"
+) -> Tensor:
     """`x` as int64 if it is an integer tensor `[batch, length]` with values in `[0, limit)`.
 
-    For networks that read token batches. Errors name the argument, the offending
-    `[batch b, position i]` and the network's `limit_name = limit`.
+    For networks (and other readers, named by `owner`) of token batches. Errors name the
+    argument, the offending `[batch b, position i]` and the owner's `limit_name = limit`.
     """
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
@@ -85,6 +87,6 @@ def check_token_batch(x: Tensor, limit: int, name: str, limit_name: str) -> Tens
         b, i = ((x < 0) | (x >= limit)).nonzero()[0].tolist()
         raise ValueError(
             f"{name} holds token {int(x[b, i])} at [batch {b}, position {i}], outside "
-            f"[0, {limit}) for a network with {limit_name} = {limit}"
+            f"[0, {limit}) for {owner} with {limit_name} = {limit}"
         )
     return x.long()

@@ -14,7 +14,12 @@ Both are totals over all L positions of each sequence (padding included: a model
 predicts its padding too) divided by the number of real tokens, summed over sequences first:
 $\hat b = \sum_n b_n / \sum_n \ell_n$ bits per token. The standard error is the delta-method
 error of that ratio over sequences, which covers both the held-out sample and the Monte Carlo
-times; `mc_stderr` is the Monte Carlo part alone (the held-out set fixed).
+times; `mc_stderr` is the Monte Carlo part alone (the held-out set fixed). The same figures,
+from the same code, are what `ddiff.training.AutoregressiveModule` logs as
+`val/bits_per_token` and `val/stderr_bits_per_token`.
+
+Models are scored in eval mode (no dropout), on their own device, without gradients; each
+module's previous training mode is restored afterwards. Results come back on the CPU.
 
 From the command line: `python -m ddiff.recipes.dna evaluate --checkpoint RUN --data FILE`
 (and the protein and text recipes) prints the same estimate for your own FASTA file.
@@ -22,8 +27,12 @@ From the command line: `python -m ddiff.recipes.dna evaluate --checkpoint RUN --
 
 from __future__ import annotations
 
+import itertools
 import math
+import numbers
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from ddiff._checks import check_token_batch
 
 __all__ = ["LikelihoodEstimate", "bits_per_token"]
 
@@ -91,19 +102,26 @@ def bits_per_token(
     Args:
         model: a diffusion model (a `ddiff.training.Pretrained`, a path to a `save_pretrained`
             directory, or a `(net, graph, schedule)` tuple) scored by its likelihood bound, or an
-            autoregressive model with `nll(tokens) -> [B]` (nats per sequence) scored exactly.
-        tokens: LongTensor `[N, L]` of token ids (padded to a common length if needed).
-        lengths: `[N]` real tokens per sequence (default: L for every sequence); the total of
-            each sequence is divided by these.
-        num_t: time samples per sequence for the bound (>= 2 gives a Monte Carlo error).
-        seed: seed of the time and noise draws of the bound.
-        batch_size: sequences per forward pass.
+            autoregressive model with `nll(tokens) -> [B]` (nats per sequence) scored exactly,
+            such as a `ddiff.nets.CausalTransformer` (for a trained `AutoregressiveModule`, its
+            `averaged_net`).
+        tokens: integer tensor `[N, L]` of token ids (padded to a common length if needed).
+        lengths: `[N]` integers in `[1, L]`, the real tokens of each sequence (default: L for
+            every sequence); the total of each sequence is divided by these.
+        num_t: time samples per sequence for the bound (>= 2 gives a Monte Carlo error);
+            unused for an exact likelihood.
+        seed: seed of the time and noise draws of the bound (a generator on the network's
+            device).
+        batch_size: sequences per forward pass (for the bound: (sequence, time) pairs).
 
     Returns:
         A `LikelihoodEstimate`; `print` it for a one-line summary.
 
     Raises:
-        ValueError: if `tokens` is not `[N, L]` with N >= 1, or `lengths` does not match it.
+        ValueError: if `tokens` is not an integer tensor `[N, L]` with N, L >= 1, holds a token
+            outside the model's vocabulary (the message names its `[batch n, position i]`),
+            `lengths` are not `[N]` integers in `[1, L]` (the first bad one is named), or
+            `batch_size` is not a positive integer.
         TypeError: if `model` is none of the supported kinds.
 
     Example:
@@ -120,14 +138,21 @@ def bits_per_token(
         >>> expected = float(-torch.log2(p0[x[:, 0], x[:, 1]]).mean() / 2)
         >>> abs(estimate.bits_per_token - expected) < 4 * estimate.mc_stderr
         True
+
+        An autoregressive network is scored exactly; an untrained one is uniform:
+
+        >>> from ddiff.nets import CausalTransformer
+        >>> net = CausalTransformer.from_preset("tiny", num_tokens=4)
+        >>> exact = bits_per_token(net, torch.randint(4, (10, 6)))
+        >>> exact.exact, round(exact.bits_per_token, 6), round(exact.stderr, 6)
+        (True, 2.0, 0.0)
     """
     tokens = _check_tokens(tokens)
-    n, length = tokens.shape
-    if lengths is None:
-        lengths = torch.full((n,), length, dtype=torch.float64)
-    lengths = torch.as_tensor(lengths, dtype=torch.float64).cpu()
-    if lengths.shape != (n,) or bool((lengths <= 0).any()):
-        raise ValueError(f"lengths must be [{n}] positive numbers, got shape {list(lengths.shape)}")
+    integral = isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool)
+    if not integral or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = int(batch_size)
+    lengths = _check_lengths(lengths, tokens)
     if isinstance(model, (str, os.PathLike)):
         from ddiff.training import load_pretrained
 
@@ -143,19 +168,33 @@ def bits_per_token(
             "model must be a Pretrained diffusion model, its directory, a (net, graph, schedule) "
             f"tuple, or an autoregressive model with nll(tokens); got {type(model).__name__}"
         )
+    return _bound(net, graph, schedule, tokens, lengths, num_t, seed, batch_size)
+
+
+def _bound(
+    net: Any,
+    graph: Any,
+    schedule: Any,
+    tokens: Tensor,
+    lengths: Tensor,
+    num_t: int,
+    seed: int,
+    batch_size: int,
+) -> LikelihoodEstimate:
     from ddiff.losses import likelihood_bound
 
-    if isinstance(net, nn.Module):
-        net = net.eval()
-    bound = likelihood_bound(
-        net,
-        graph,
-        schedule,
-        tokens,
-        num_t=num_t,
-        generator=torch.Generator().manual_seed(seed),
-        batch_size=batch_size,
-    )
+    tokens = check_token_batch(tokens, graph.num_tokens, "tokens", "num_tokens", "the graph")
+    device = _device_of(net, tokens.device)
+    with _eval_mode(net), torch.no_grad():
+        bound = likelihood_bound(
+            net,
+            graph,
+            schedule,
+            tokens.to(device),
+            num_t=num_t,
+            generator=torch.Generator(device).manual_seed(seed),
+            batch_size=batch_size,
+        )
     nats = bound.nats.to(torch.float64).cpu()
     mc_var = float((bound.stderr.to(torch.float64) ** 2).sum()) if num_t > 1 else math.nan
     mc_stderr = math.sqrt(mc_var) / float(lengths.sum()) / math.log(2.0)
@@ -163,15 +202,23 @@ def bits_per_token(
 
 
 def _exact(model: Any, tokens: Tensor, lengths: Tensor, batch_size: int) -> LikelihoodEstimate:
-    if isinstance(model, nn.Module):
-        model = model.eval()
-    device = _device_of(model)
-    with torch.no_grad():
+    # Check the whole set up front: the network's own check would name a position in a batch.
+    num_tokens = getattr(model, "num_tokens", None)
+    if isinstance(num_tokens, int):
+        tokens = check_token_batch(tokens, num_tokens, "tokens", "num_tokens")
+    device = _device_of(model, tokens.device)
+    n = tokens.shape[0]
+    with _eval_mode(model), torch.no_grad():
         nats = torch.cat(
             [
                 model.nll(tokens[i : i + batch_size].to(device)).to(torch.float64).cpu()
-                for i in range(0, tokens.shape[0], batch_size)
+                for i in range(0, n, batch_size)
             ]
+        )
+    if nats.shape != (n,):
+        raise ValueError(
+            f"model.nll must return [batch] nats per sequence; got {nats.numel()} values for "
+            f"{n} sequences"
         )
     return _summary(nats, lengths, 0.0, 0, exact=True)
 
@@ -179,31 +226,101 @@ def _exact(model: Any, tokens: Tensor, lengths: Tensor, batch_size: int) -> Like
 def _summary(
     nats: Tensor, lengths: Tensor, mc_stderr: float, num_t: int, *, exact: bool
 ) -> LikelihoodEstimate:
-    bits = nats / math.log(2.0)
-    total = float(bits.sum() / lengths.sum())
-    n = bits.numel()
-    # Delta-method SE of the ratio estimator sum(b) / sum(l) over sequences.
-    share = (bits - total * lengths).numpy()
-    stderr = (
-        float(np.sqrt(np.sum(share**2) / (n * (n - 1))) / float(lengths.mean()))
-        if n > 1
-        else math.nan
+    ratio, stderr = _ratio_estimate(_ratio_sums(nats, lengths).tolist())
+    per_sequence = (nats / lengths.to(torch.float64) / math.log(2.0)).numpy()
+    return LikelihoodEstimate(
+        ratio / math.log(2.0),
+        stderr / math.log(2.0),
+        mc_stderr,
+        per_sequence,
+        nats.numel(),
+        num_t,
+        exact,
     )
-    per_sequence = (bits / lengths).numpy()
-    return LikelihoodEstimate(total, stderr, mc_stderr, per_sequence, n, num_t, exact)
 
 
-def _device_of(model: Any) -> torch.device:
+def _ratio_sums(nats: Tensor, lengths: Tensor) -> Tensor:
+    r"""The float64 sums `[6]` that the ratio estimate and its standard error need.
+
+    They add over batches and ranks (streaming validation sums them): sequences, $\sum n_b$,
+    $\sum \ell_b$, $\sum n_b^2$, $\sum n_b \ell_b$, $\sum \ell_b^2$, for `nats` $n_b$ and
+    real tokens $\ell_b$ of each sequence; on the device of `nats`.
+    """
+    n = nats.detach().double()
+    ell = lengths.to(device=n.device, dtype=torch.float64)
+    count = torch.tensor(float(n.numel()), dtype=torch.float64, device=n.device)
+    return torch.stack(
+        [count, n.sum(), ell.sum(), (n * n).sum(), (n * ell).sum(), (ell * ell).sum()]
+    )
+
+
+def _ratio_estimate(sums: list[float]) -> tuple[float, float]:
+    r"""The ratio $\hat r = \sum_b n_b / \sum_b \ell_b$ and its delta-method standard error.
+
+    $\mathrm{se}(\hat r) = \sqrt{\frac{B}{B - 1} \sum_b (n_b - \hat r \ell_b)^2} / \sum_b \ell_b$
+    over the B sequences, from the sums of `_ratio_sums` (reduced over batches and ranks); NaN
+    for a single sequence. In the unit of the `n_b` (divide both by log 2 for bits).
+    """
+    count, n, ell, nn, nl, ll = sums
+    ratio = n / ell
+    if count < 2:
+        return ratio, math.nan
+    # sum_b (n_b - ratio l_b)^2, expanded; cancellation is harmless at float64 for these sums.
+    residual = max(nn - 2.0 * ratio * nl + ratio * ratio * ll, 0.0)
+    return ratio, math.sqrt(count / (count - 1.0) * residual) / ell
+
+
+@contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """Every submodule of `model` in eval mode (no dropout), and back to its own mode after."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _device_of(model: Any, default: torch.device) -> torch.device:
+    """The device of the module's first parameter or buffer; `default` for anything else."""
     if isinstance(model, nn.Module):
-        for p in model.parameters():
-            return p.device
-    return torch.device("cpu")
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            return t.device
+    return default
+
+
+_INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
 def _check_tokens(tokens: Tensor) -> Tensor:
-    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.shape[0] < 1:
+    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or min(tokens.shape) < 1:
         shape = list(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
-        raise ValueError(f"tokens must be a LongTensor [N, L] with N >= 1, got {shape}")
-    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+        raise ValueError(f"tokens must be an integer tensor [N, L] with N, L >= 1, got {shape}")
+    if tokens.dtype not in _INTEGER_DTYPES:
         raise ValueError(f"tokens must hold integer token ids, got dtype {tokens.dtype}")
     return tokens.long()
+
+
+def _check_lengths(lengths: Tensor | None, tokens: Tensor) -> Tensor:
+    """`lengths` as int64 on the CPU, if they are `[N]` integers in `[1, L]` for `tokens`."""
+    n, length = tokens.shape
+    if lengths is None:
+        return torch.full((n,), length, dtype=torch.long)
+    lengths = torch.as_tensor(lengths).cpu()
+    if lengths.shape != (n,) or lengths.dtype not in _INTEGER_DTYPES:
+        raise ValueError(
+            f"lengths must be [{n}] integers, the real tokens of each sequence of tokens; got "
+            f"{lengths.dtype} of shape {list(lengths.shape)}"
+        )
+    bad = ((lengths < 1) | (lengths > length)).nonzero()
+    if bad.numel() > 0:
+        i = int(bad[0, 0])
+        raise ValueError(
+            f"lengths must be in [1, {length}] (tokens has {length} positions per sequence); "
+            f"lengths[{i}] = {int(lengths[i])}"
+        )
+    return lengths.long()

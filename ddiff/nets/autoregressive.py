@@ -175,7 +175,7 @@ class CausalTransformer(nn.Module):
         positions, padding included (as the diffusion bound counts them; see
         `ddiff.training.data`). Per-token figures divide by the number of real tokens
         (`TokenBatch.lengths`), which is the caller's business
-        (`ddiff.training.autoregressive.heldout_nll` does it).
+        (`ddiff.eval.bits_per_token` does it).
         """
         return -self.log_prob(tokens).sum(dim=-1)
 

@@ -7,7 +7,7 @@ The only subpackage that imports `lightning`. The pieces take objects, not confi
   bound in bits per real token.
 - `AutoregressiveModule(CausalTransformer(...), OptimSettings(...))`: the autoregressive baseline
   of the same size, trained the same way; validation reports its exact NLL in the same unit, and
-  `heldout_nll` computes it on any held-out set.
+  `ddiff.eval.bits_per_token` computes it on any held-out set.
 - `TokenDataModule(train, val, batch_size=...)`: fixed-length windows or variable-length
   sequences (padded with a pad token to a fixed length), resumable order, DDP-aware.
 - `AtomicCheckpointIO`: checkpoints written atomically and read with `weights_only=True`.
@@ -16,7 +16,7 @@ The only subpackage that imports `lightning`. The pieces take objects, not confi
   `python -m ddiff.training --config run.yaml --run-dir runs/x [--resume]` on the command line.
 """
 
-from ddiff.training.autoregressive import AutoregressiveModule, ExactNLL, heldout_nll
+from ddiff.training.autoregressive import AutoregressiveModule
 from ddiff.training.checkpoint import AtomicCheckpointIO
 from ddiff.training.data import TokenBatch, TokenDataModule, TokenDataset, windows
 from ddiff.training.ema import EMA
@@ -30,7 +30,6 @@ __all__ = [
     "AtomicCheckpointIO",
     "AutoregressiveModule",
     "DiffusionModule",
-    "ExactNLL",
     "OptimSettings",
     "Pretrained",
     "TokenBatch",
@@ -38,7 +37,6 @@ __all__ = [
     "TokenDataset",
     "build_module",
     "build_trainer",
-    "heldout_nll",
     "load_pretrained",
     "save_pretrained",
     "train",

@@ -1,28 +1,27 @@
-"""The autoregressive baseline: next-token training and exact held-out likelihood.
+"""The autoregressive baseline: next-token training, validated with the exact likelihood.
 
 The comparison the SEDD paper makes (its bound against GPT-2's perplexity), on equal terms: a
 `CausalTransformer` of the same size as the diffusion network, trained by the same Lightning
 machinery (`build_trainer`, `TokenDataModule`, `OptimSettings`, EMA, clipping, atomic
 checkpoints) on the same data, and scored in the same unit: bits per real token of the padded
-sequences (see `ddiff.training.data`).
+sequences (see `ddiff.training.data`). `ddiff.eval.bits_per_token` scores a trained network on
+any held-out set, with the figures validation logs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, cast
 
-import torch
 from torch import Tensor
 
-from ddiff._checks import check_token_batch
+from ddiff.eval.likelihood import _ratio_estimate, _ratio_sums
 from ddiff.nets import CausalTransformer
 from ddiff.training.data import TokenBatch
 from ddiff.training.module import _as_batch, _TrainingModule
 from ddiff.training.optim import OptimSettings
 
-__all__ = ["AutoregressiveModule", "ExactNLL", "heldout_nll"]
+__all__ = ["AutoregressiveModule"]
 
 
 class AutoregressiveModule(_TrainingModule):
@@ -47,6 +46,10 @@ class AutoregressiveModule(_TrainingModule):
       diffusion module's, whose standard error is over time samples with the data held
       fixed, this one measures how far the validation set's figure is from the model's
       expected NLL on the source.
+
+    Both are what `ddiff.eval.bits_per_token(module.averaged_net, val_tokens, lengths=...)`
+    returns as `bits_per_token` and `stderr` (the same code computes them), so a held-out set
+    is scored after training exactly as validation scored it.
 
     Everything else is `DiffusionModule`'s: AdamW, warm-up, clipping and EMA from
     `OptimSettings`, the training loss logged as `train/loss`, checkpoints carrying the EMA.
@@ -74,7 +77,8 @@ class AutoregressiveModule(_TrainingModule):
     """
 
     _KIND = "autoregressive"
-    # Sums over the batches and ranks: sequences, nats, real tokens, nats^2, nats*tokens, tokens^2.
+    # The sums of `ddiff.eval.likelihood._ratio_sums`, over the batches and ranks: sequences,
+    # nats, real tokens, nats^2, nats*tokens, tokens^2.
     _NUM_VAL_SUMS = 6
 
     net: CausalTransformer
@@ -127,125 +131,3 @@ class AutoregressiveModule(_TrainingModule):
                 f"the checkpoint was trained for {saved} tokens, but the model here predicts "
                 f"{self.net.num_tokens}; build the network with the checkpoint's vocabulary"
             )
-
-
-@dataclass(frozen=True)
-class ExactNLL:
-    r"""The exact negative log-likelihood of a set of sequences under an autoregressive model.
-
-    Attributes:
-        nats: `[N]` float64, $-\log p_\theta(x_n)$ of each (padded) sequence, nats.
-        num_tokens: `[N]` the real tokens of each sequence (the per-token denominator).
-    """
-
-    nats: Tensor
-    num_tokens: Tensor
-
-    @property
-    def bits(self) -> Tensor:
-        """`[N]` NLL per sequence, bits."""
-        return self.nats / math.log(2.0)
-
-    @property
-    def sequence_bits_per_token(self) -> Tensor:
-        """`[N]` NLL of each sequence per real token, bits."""
-        return self.bits / self.num_tokens
-
-    @property
-    def bits_per_token(self) -> float:
-        """Total NLL over total real tokens, bits: the figure `val/bits_per_token` logs."""
-        return _ratio_estimate(_ratio_sums(self.nats, self.num_tokens).tolist())[0] / math.log(2)
-
-    @property
-    def stderr_bits_per_token(self) -> float:
-        """Standard error of `bits_per_token` over the sequences (delta method for a ratio of
-        sums); NaN for a single sequence. Bounds how far `bits_per_token` is from the model's
-        expected NLL on the source the sequences were drawn from."""
-        return _ratio_estimate(_ratio_sums(self.nats, self.num_tokens).tolist())[1] / math.log(2)
-
-
-@torch.no_grad()
-def heldout_nll(
-    net: CausalTransformer,
-    tokens: Tensor,
-    lengths: Tensor | None = None,
-    batch_size: int = 256,
-) -> ExactNLL:
-    """The exact NLL of held-out sequences under an autoregressive network.
-
-    The network is evaluated in eval mode (no dropout; its previous mode is restored), in
-    batches, on its own device; results come back on the CPU. Summarise with
-    `.bits_per_token` and `.stderr_bits_per_token`.
-
-    Args:
-        net: the network (for a trained module, its `averaged_net`).
-        tokens: integer tensor `[N, L]`, padded sequences.
-        lengths: `[N]` real tokens per sequence, in `[1, L]` (default: L each).
-        batch_size: sequences per forward pass.
-
-    Returns:
-        An `ExactNLL`.
-
-    Raises:
-        ValueError: if `lengths` does not match `tokens`, or a token is invalid (the message
-            names its `[batch n, position i]` in `tokens`).
-
-    Example:
-        >>> import torch
-        >>> from ddiff.nets import CausalTransformer
-        >>> from ddiff.training import heldout_nll
-        >>> net = CausalTransformer.from_preset("tiny", num_tokens=4)  # untrained: uniform
-        >>> result = heldout_nll(net, torch.randint(4, (10, 6)))
-        >>> round(result.bits_per_token, 6), round(result.stderr_bits_per_token, 6)
-        (2.0, 0.0)
-    """
-    if not isinstance(net, CausalTransformer):
-        raise TypeError(f"net must be a ddiff.nets.CausalTransformer, got {type(net).__name__}")
-    tokens = check_token_batch(tokens, net.num_tokens, "tokens", "num_tokens")
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    n, length = tokens.shape
-    if lengths is None:
-        lengths = torch.full((n,), length, dtype=torch.long)
-    lengths = torch.as_tensor(lengths).cpu()
-    if lengths.shape != (n,) or lengths.dtype.is_floating_point:
-        raise ValueError(
-            f"lengths must be integers of shape [{n}] (one per sequence), got "
-            f"{lengths.dtype} of shape {list(lengths.shape)}"
-        )
-    if not (int(lengths.min()) >= 1 and int(lengths.max()) <= length):
-        raise ValueError(f"lengths must be in [1, {length}] (the padded length)")
-    device = net.embedding.weight.device
-    was_training = net.training
-    net.eval()
-    try:
-        nats = [
-            net.nll(tokens[i : i + batch_size].to(device)).double().cpu()
-            for i in range(0, n, int(batch_size))
-        ]
-    finally:
-        net.train(was_training)
-    return ExactNLL(torch.cat(nats), lengths)
-
-
-def _ratio_sums(nats: Tensor, lengths: Tensor) -> Tensor:
-    """The float64 sums the ratio estimator and its standard error need; they add over batches
-    and ranks: sequences, sum n, sum l, sum n^2, sum n l, sum l^2."""
-    n = nats.detach().double()
-    ell = lengths.to(device=n.device, dtype=torch.float64)
-    count = torch.tensor(float(n.numel()), dtype=torch.float64, device=n.device)
-    return torch.stack(
-        [count, n.sum(), ell.sum(), (n * n).sum(), (n * ell).sum(), (ell * ell).sum()]
-    )
-
-
-def _ratio_estimate(sums: list[float]) -> tuple[float, float]:
-    """(sum n / sum l, its delta-method standard error) from `_ratio_sums`; NaN stderr for one
-    sequence."""
-    count, n, ell, nn, nl, ll = sums
-    ratio = n / ell
-    # sum_b (n_b - ratio l_b)^2, expanded; cancellation is harmless at float64 for these sums.
-    residual = max(nn - 2.0 * ratio * nl + ratio * ratio * ll, 0.0)
-    if count < 2:
-        return ratio, math.nan
-    return ratio, math.sqrt(count / (count - 1.0) * residual) / ell

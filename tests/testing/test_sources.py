@@ -28,6 +28,9 @@ def test_markov_likelihood_normalises_and_entropy_is_exact(n: int, order: int, l
     nll = source.nll(all_sequences(n, length))
     assert float(nll.neg().exp().sum()) == pytest.approx(1.0, abs=1e-12)
     assert source.entropy() == pytest.approx(enumerated_entropy(nll), abs=1e-10)
+    assert source.entropy_per_token("bits") == pytest.approx(
+        source.entropy() / length / math.log(2), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("order", [1, 2])
@@ -53,6 +56,20 @@ def test_markov_samples_follow_the_likelihood(order: int) -> None:
     assert stats.chisquare(observed, expected).pvalue > 1e-3
 
 
+def test_markov_samples_follow_a_given_chain() -> None:
+    # A chain written out by hand: transition[a, b] = P(next = b | current = a).
+    source = MarkovSource(
+        torch.tensor([[0.9, 0.1], [0.3, 0.7]]), torch.tensor([0.2, 0.8]), length=3
+    )
+    x = source.sample(20_000, torch.Generator().manual_seed(0))
+    assert x.shape == (20_000, 3) and x.dtype == torch.long
+    assert abs(float((x[:, 0] == 0).double().mean()) - 0.2) < 0.01
+    after_zero = x[:, 1][x[:, 0] == 0]
+    assert abs(float((after_zero == 0).double().mean()) - 0.9) < 0.02
+    # The mean negative log-likelihood of samples estimates the entropy.
+    assert abs(float(source.nll(x).mean()) - source.entropy()) < 0.02
+
+
 def test_order_one_random_source_is_unchanged() -> None:
     # The order-1 draws are the ones earlier versions made (configs rely on them).
     source = MarkovSource.random(3, 4, seed=1, concentration=0.5)
@@ -65,6 +82,16 @@ def test_order_one_random_source_is_unchanged() -> None:
 def test_markov_errors() -> None:
     with pytest.raises(ValueError, match="not a power"):
         MarkovSource(torch.full((5, 2), 0.5))
+    with pytest.raises(ValueError, match=r"not a power N\*\*k"):
+        MarkovSource(torch.ones(2, 3) / 3)
+    with pytest.raises(ValueError, match=r"entry 1 sums to 0\.5"):
+        MarkovSource(torch.tensor([[0.5, 0.5], [0.25, 0.25]]))
+    with pytest.raises(ValueError, match="initial"):
+        MarkovSource(torch.eye(2), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="length"):
+        MarkovSource(torch.eye(2), length=0)
+    with pytest.raises(ValueError, match="unit"):
+        MarkovSource(torch.eye(2)).entropy_per_token("nat")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"initial must have shape \[4\]"):
         MarkovSource(torch.full((4, 2), 0.5), torch.tensor([0.5, 0.5]))
     with pytest.raises(ValueError, match="length must be an integer >= the order 2"):
