@@ -12,7 +12,7 @@ with `evaluate.num_t` times per sequence, and the exact NLL.
     .venv/bin/python benchmarks/real_data.py --recipes dna --steps 500
     .venv/bin/python benchmarks/real_data.py --table
 
-Results: runs/benchmarks/real_data/<recipe>.json.
+Results: runs/benchmarks/real_data/<recipe>.json; weights: runs/benchmarks/models/<recipe>-*.pt.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> None:
         model = h.Model(
             "diffusion", diffusion.averaged_net.eval(), diffusion.graph, diffusion.schedule
         )
+        h.save(model, h.OUT / "models" / f"{name}-diffusion.pt")
         bound = h.score(model, heldout, lengths=lengths, num_t=ev.num_t, seed=ev.seed)
         print(f"{name}: diffusion {bound}", flush=True)
 
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> None:
             )
         ar = AutoregressiveModule(ar_net, config.optim.build())
         result["ar_training"] = h.fit(ar, recipe.datamodule(config, data), steps=steps, seed=seed)
+        h.save(h.Model("ar", ar.averaged_net), h.OUT / "models" / f"{name}-ar.pt")
         nll = h.score(
             h.Model("ar", ar.averaged_net.eval()), heldout, lengths=lengths, num_t=0, seed=0
         )

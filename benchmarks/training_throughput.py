@@ -38,26 +38,35 @@ def _peak_rss_mb() -> float:
 
 
 def child(
-    name: str, precision: str, steps: int | None, warmup: int, threads: int
+    name: str, precision: str, steps: int | None, warmup: int, threads: int, kind: str = "diffusion"
 ) -> dict[str, Any]:
+    """Train `kind` ("diffusion" or "ar", the same-size `CausalTransformer`) in this process."""
     import torch
 
     torch.set_num_threads(threads)
     import lightning as L
 
     from ddiff import AbsorbingGraph, LogLinearSchedule
-    from ddiff.nets import ScaledAbsorbingParameterization, TransformerScoreNet
-    from ddiff.training import DiffusionModule, OptimSettings, TokenDataModule
+    from ddiff.nets import CausalTransformer, ScaledAbsorbingParameterization, TransformerScoreNet
+    from ddiff.training import AutoregressiveModule, DiffusionModule, OptimSettings, TokenDataModule
 
     spec = CONFIGS[name]
     steps = steps or spec["steps"]
     baseline = _peak_rss_mb()
     torch.manual_seed(0)
     graph = AbsorbingGraph(spec["num_tokens"])
-    net = TransformerScoreNet.from_preset(
-        spec["preset"], graph.num_states, parameterization=ScaledAbsorbingParameterization(graph)
-    )
-    module = DiffusionModule(graph, LogLinearSchedule(eps=0.0), net, OptimSettings(warmup_steps=0))
+    module: Any
+    if kind == "ar":
+        net = CausalTransformer.from_preset(spec["preset"], spec["num_tokens"])
+        module = AutoregressiveModule(net, OptimSettings(warmup_steps=0))
+    else:
+        net = TransformerScoreNet.from_preset(
+            spec["preset"],
+            graph.num_states,
+            parameterization=ScaledAbsorbingParameterization(graph),
+        )
+        optim = OptimSettings(warmup_steps=0)
+        module = DiffusionModule(graph, LogLinearSchedule(eps=0.0), net, optim)
     batch, length = spec["batch"], spec["length"]
     tokens = torch.randint(spec["num_tokens"], (batch * (warmup + steps + 1), length))
     data = TokenDataModule(tokens, batch_size=batch)
@@ -84,6 +93,7 @@ def child(
     elapsed = marks[-1] - marks[warmup - 1]
     return {
         "config": name,
+        "model": kind,
         "precision": precision,
         "params_M": sum(p.numel() for p in net.parameters()) / 1e6,
         "batch": f"{batch} x {length}",

@@ -1,0 +1,230 @@
+"""Table 3: sample quality against the number of reverse steps, for each sampler.
+
+The absorbing-graph models trained by benchmarks/entropy_gap.py (synthetic sources) and
+benchmarks/real_data.py (the DNA recipe's E. coli promoter model) draw `--num` samples with
+the Euler, tau-leaping and analytic samplers at 8, 32, 128 and 512 steps (plus the denoise
+step). On a synthetic source every sample's exact log-likelihood is known: the table gives the
+mean NLL of the samples in bits per token (the source's own samples average its entropy; a
+sampler that drops low-probability sequences can go below it, so read it with the divergence)
+and the Jensen-Shannon divergence of their k-mer spectrum to 20,000 source samples. On E. coli
+promoters: the 3-mer JS to the held-out windows. Reference rows: samples of the source itself
+(or training windows) of the same size, and the autoregressive model's samples.
+
+    .venv/bin/python benchmarks/samples_vs_steps.py            # needs the trained models
+    .venv/bin/python benchmarks/samples_vs_steps.py --sources promoter --steps 8 32
+    .venv/bin/python benchmarks/samples_vs_steps.py --table
+
+Results: runs/benchmarks/steps/<source>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as h
+import entropy_gap
+
+SOURCES = ("markov4", "markov20", "markov30", "promoter", "ecoli")
+SAMPLERS = ("euler", "tau-leaping", "analytic")
+K = {"markov4": 3, "promoter": 3, "ecoli": 3, "markov20": 2, "markov30": 2}
+
+
+def kmer_js(samples: torch.Tensor, reference: torch.Tensor, k: int, base: int) -> float:
+    """Jensen-Shannon divergence (bits) of the pooled k-mer spectra of two token sets."""
+    from ddiff.eval._common import js_divergence_bits, packed_kmers
+
+    def spectrum(x: torch.Tensor) -> np.ndarray:
+        codes = np.concatenate([packed_kmers(row, k, base) for row in x.numpy()])
+        return np.bincount(codes, minlength=base**k).astype(np.float64)
+
+    return js_divergence_bits(spectrum(samples), spectrum(reference), f"{k}-mers")
+
+
+def sampler_of(name: str, graph: Any, schedule: Any) -> Any:
+    from ddiff.samplers import AnalyticSampler, EulerSampler, TauLeapingSampler
+
+    cls = {"euler": EulerSampler, "tau-leaping": TauLeapingSampler, "analytic": AnalyticSampler}
+    return cls[name](graph, schedule)
+
+
+def setting(name: str) -> dict[str, Any]:
+    """Models, reference set and scoring of one source."""
+    if name == "ecoli":
+        from ddiff.recipes.dna import DnaRecipe
+        from ddiff.training import build_module
+
+        recipe = DnaRecipe()
+        config = recipe.default_config()
+        data = recipe.load_data(config)
+        module = build_module(config.run_config())
+        net = module.net
+        net.load_state_dict(torch.load(h.OUT / "models" / "dna-diffusion.pt", weights_only=True))
+        model = h.Model("absorbing", net.eval(), module.graph, module.schedule)
+        ar_path = h.OUT / "models" / "dna-ar.pt"
+        ar = None
+        if ar_path.is_file():
+            from ddiff.nets import CausalTransformer
+
+            c = config.net
+            ar_net = CausalTransformer(
+                4, dim=c.dim, depth=c.depth, heads=c.heads, cond_dim=c.cond_dim
+            )
+            ar_net.load_state_dict(torch.load(ar_path, weights_only=True))
+            ar = h.Model("ar", ar_net.eval())
+        train = data.train[
+            torch.randperm(data.train.shape[0], generator=torch.Generator().manual_seed(0))
+        ]
+        return {
+            "model": model,
+            "ar": ar,
+            "reference": data.heldout,
+            "same_size": lambda n: train[:n],
+            "same_size_label": "training windows",
+            "length": data.heldout.shape[1],
+            "num_tokens": 4,
+            "source": None,
+        }
+    source = entropy_gap.source_of(name)
+    model = h.load("absorbing", source.num_tokens, h.OUT / "models" / f"{name}-absorbing.pt")
+    ar_path = h.OUT / "models" / f"{name}-ar.pt"
+    ar = h.load("ar", source.num_tokens, ar_path) if ar_path.is_file() else None
+    fresh = torch.Generator().manual_seed(7)
+    return {
+        "model": model,
+        "ar": ar,
+        "reference": source.sample(20_000, torch.Generator().manual_seed(5)),
+        "same_size": lambda n: source.sample(n, fresh),
+        "same_size_label": "source samples",
+        "length": source.length,
+        "num_tokens": source.num_tokens,
+        "source": source,
+    }
+
+
+def measure(name: str, s: dict[str, Any], x: torch.Tensor, seconds: float) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "js": kmer_js(x, s["reference"], K[name], s["num_tokens"]),
+        "seconds": seconds,
+        "tokens_per_second": x.numel() / seconds if seconds > 0 else None,
+    }
+    if s["source"] is not None:
+        bits = s["source"].nll(x) / np.log(2) / x.shape[1]
+        row["nll_bits"] = float(bits.mean())
+        row["nll_stderr"] = float(bits.std() / np.sqrt(bits.numel()))
+    return row
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    for name in args.sources:
+        path = h.OUT / "steps" / f"{name}.json"
+        result: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        s = setting(name)
+        result |= {
+            "source": name,
+            "num_samples": args.num,
+            "length": s["length"],
+            "k": K[name],
+            "machine": h.machine(),
+        }
+        if s["source"] is not None:
+            result["entropy_bits"] = entropy_gap.entropy_bits(s["source"])[0]
+        result["reference"] = measure(name, s, s["same_size"](args.num), 0.0)
+        result["reference"]["label"] = s["same_size_label"]
+        if s["ar"] is not None:
+            start = time.perf_counter()
+            with torch.no_grad():
+                x = s["ar"].net.sample(
+                    args.num, s["length"], generator=torch.Generator().manual_seed(0)
+                )
+            result["ar"] = measure(name, s, x, time.perf_counter() - start)
+        rows = result.setdefault("rows", {})
+        model = s["model"]
+        for sampler_name in args.samplers:
+            sampler = sampler_of(sampler_name, model.graph, model.schedule)
+            for steps in args.steps:
+                start = time.perf_counter()
+                out = sampler.run(
+                    model.net,
+                    args.num,
+                    s["length"],
+                    steps,
+                    generator=torch.Generator().manual_seed(steps),
+                )
+                row = measure(name, s, out.tokens, time.perf_counter() - start)
+                rows[f"{sampler_name}/{steps}"] = row
+                print(f"{name} {sampler_name} {steps}: {row}", flush=True)
+                h.write_json(path, result)
+        h.write_json(path, result)
+
+
+def table() -> str:
+    out = []
+    for name in SOURCES:
+        path = h.OUT / "steps" / f"{name}.json"
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        synthetic = "entropy_bits" in r
+        header = ["sampler", "steps"]
+        header += ["mean NLL (bits/token)"] if synthetic else []
+        header += [f"{r['k']}-mer JS (bits)", "seconds", "tokens/s"]
+        rows = []
+        for key, row in r["rows"].items():
+            sampler, steps = key.split("/")
+            cells: list[Any] = [sampler, steps]
+            if synthetic:
+                cells.append(f"{row['nll_bits']:.3f} ± {row['nll_stderr']:.3f}")
+            cells += [
+                f"{row['js']:.4f}",
+                f"{row['seconds']:.1f}",
+                f"{row['tokens_per_second']:.0f}",
+            ]
+            rows.append(cells)
+        for label, row in (("AR model", r.get("ar")), (r["reference"]["label"], r["reference"])):
+            if row is None:
+                continue
+            # The AR model makes one network call per token.
+            cells = [label, str(r["length"]) if label == "AR model" else ""]
+            if synthetic:
+                cells.append(f"{row['nll_bits']:.3f} ± {row['nll_stderr']:.3f}")
+            seconds = row["seconds"]
+            cells += [
+                f"{row['js']:.4f}",
+                f"{seconds:.1f}" if seconds else "",
+                f"{row['tokens_per_second']:.0f}" if row.get("tokens_per_second") else "",
+            ]
+            rows.append(cells)
+        title = f"**{name}**, {r['num_samples']} samples"
+        if synthetic:
+            title += f"; source entropy {r['entropy_bits']:.3f} bits/token"
+        out.append(title + "\n\n" + h.markdown_table(header, rows, right=lambda i: i > 0))
+    return "\n\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
+    p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    p.add_argument("--steps", nargs="+", type=int, default=[8, 32, 128, 512])
+    p.add_argument("--num", type=int, default=512, help="samples per setting")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--table", action="store_true", help="print the tables of saved results")
+    args = p.parse_args()
+    if args.table:
+        print(table())
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
