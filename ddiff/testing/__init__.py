@@ -1,10 +1,20 @@
 """Shipped test helpers: exact oracles for tiny problems, synthetic sources, hypothesis strategies.
 
 `ddiff.testing.strategies` needs `hypothesis` (the `test` extra); the oracle and the sources need
-only torch.
+only torch, and so do the contract checks (`check_graph`, ... in `ddiff.testing.contracts`).
 """
 
+from ddiff.testing.contracts import check_graph, check_sampler, check_schedule, check_score_net
 from ddiff.testing.oracle import ConditionalOracle, ExactOracle
 from ddiff.testing.sources import MarkovSource, PlantedMotifSource
 
-__all__ = ["ConditionalOracle", "ExactOracle", "MarkovSource", "PlantedMotifSource"]
+__all__ = [
+    "ConditionalOracle",
+    "ExactOracle",
+    "MarkovSource",
+    "PlantedMotifSource",
+    "check_graph",
+    "check_sampler",
+    "check_schedule",
+    "check_score_net",
+]
