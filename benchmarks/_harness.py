@@ -167,8 +167,9 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
 
 
-def machine() -> str:
-    """One line: CPU model, cores, torch version and threads, load average."""
+def machine(threads: int | None = None) -> str:
+    """One line: CPU model, cores, torch version and threads (`threads` if the measurements ran
+    in child processes with that many), load average."""
     cpu = platform.processor() or "cpu"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -180,7 +181,7 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}, "
+        f"{threads or torch.get_num_threads()} thread(s), Python {platform.python_version()}, "
         f"load average {load:.1f}"
     )
 
