@@ -132,10 +132,7 @@ def main() -> int:
                 print(done.stderr[-3000:], file=sys.stderr)
                 return done.returncode
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(
-        h.machine().replace("with", "(this process) with")
-        + f"; each row: {args.threads} thread(s)\n"
-    )
+    print(h.machine(threads=args.threads) + "\n")
     header = [
         "config",
         "model",
