@@ -10,6 +10,7 @@ import torch
 
 from ddiff import AbsorbingGraph
 from ddiff.nets import ScaledAbsorbingParameterization, ScoreNet, TransformerScoreNet
+from ddiff.testing import contracts
 
 GRAPH = AbsorbingGraph(5)
 S = GRAPH.num_states
@@ -42,56 +43,33 @@ def make_net(request: pytest.FixtureRequest) -> Callable[[], ScoreNet]:
 
 
 def _inputs(batch: int, length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    x_t = torch.randint(0, S, (batch, length), generator=gen)
-    sigma = torch.rand(batch, generator=gen) * 3.0 + 1e-3
-    return x_t, sigma
-
-
-def _assert_zero_at_current(out: torch.Tensor, x_t: torch.Tensor) -> None:
-    assert (out.gather(-1, x_t.unsqueeze(-1)) == 0).all()
+    return contracts.score_net_inputs(S, batch, length, seed)
 
 
 @pytest.mark.parametrize(("batch", "length"), [(1, 1), (1, 2), (3, 7), (2, 16)])
 def test_shape_and_zero_at_current_token(
     make_net: Callable[[], ScoreNet], batch: int, length: int
 ) -> None:
-    net = make_net()
     x_t, sigma = _inputs(batch, length)
-    out = net(x_t, sigma)
-    assert out.shape == (batch, length, net.num_states)
-    assert torch.isfinite(out).all()
-    _assert_zero_at_current(out, x_t)
+    out = contracts.check_score_net_output(make_net(), x_t, sigma)
     off = torch.ones_like(out, dtype=torch.bool).scatter(-1, x_t.unsqueeze(-1), False)
     assert (out[off] != 0).all(), "a perturbed net should give non-zero log-scores elsewhere"
 
 
 def test_batch_rows_are_independent(make_net: Callable[[], ScoreNet]) -> None:
-    net = make_net()
-    x_t, sigma = _inputs(3, 9)
-    together = net(x_t, sigma)
-    for b in range(3):
-        alone = net(x_t[b : b + 1], sigma[b : b + 1])
-        torch.testing.assert_close(together[b : b + 1], alone, rtol=1e-5, atol=1e-5)
+    contracts.check_score_net_batch(make_net(), *_inputs(3, 9), atol=1e-5, rtol=1e-5)
 
 
 def test_sigma_forms_accepted(make_net: Callable[[], ScoreNet]) -> None:
-    net = make_net()
-    x_t, _ = _inputs(2, 4)
-    ref = net(x_t, torch.tensor([0.7, 0.7]))
-    torch.testing.assert_close(net(x_t, torch.tensor(0.7)), ref)
-    torch.testing.assert_close(net(x_t, torch.tensor([[0.7], [0.7]])), ref)
+    contracts.check_score_net_sigma(make_net(), _inputs(2, 4)[0], sigma=0.7)
 
 
 def test_extreme_sigma_is_finite(make_net: Callable[[], ScoreNet]) -> None:
-    net = make_net()
-    x_t, _ = _inputs(4, 6)
-    sigma = torch.tensor([0.0, 1e-5, 20.0, float("inf")])
-    out = net(x_t, sigma)
-    assert torch.isfinite(out).all()
-    _assert_zero_at_current(out, x_t)
-    out.sum().backward()
-    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    contracts.check_score_net_extreme_sigma(make_net(), _inputs(4, 6)[0])
+
+
+def test_whole_contract(make_net: Callable[[], ScoreNet]) -> None:
+    contracts.check_score_net(make_net(), GRAPH)
 
 
 def test_gradients_reach_every_parameter(make_net: Callable[[], ScoreNet]) -> None:
@@ -110,10 +88,8 @@ def test_bf16_autocast(make_net: Callable[[], ScoreNet]) -> None:
     x_t, sigma = _inputs(2, 8)
     ref = net(x_t, sigma)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = net(x_t, sigma)
+        out = contracts.check_score_net_output(net, x_t, sigma)  # finite, 0 at x_t
     assert out.dtype in (torch.bfloat16, torch.float32)
-    assert torch.isfinite(out).all()
-    _assert_zero_at_current(out, x_t)
     torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.1)
 
 
@@ -121,9 +97,8 @@ def test_float64_module(make_net: Callable[[], ScoreNet]) -> None:
     net = make_net()
     x_t, sigma = _inputs(2, 5)
     ref = net(x_t, sigma)
-    out = net.double()(x_t, sigma.double())
+    out = contracts.check_score_net_output(net.double(), x_t, sigma.double())
     assert out.dtype == torch.float64
-    _assert_zero_at_current(out, x_t)
     torch.testing.assert_close(out, ref.double(), rtol=1e-4, atol=1e-4)
 
 
@@ -140,27 +115,9 @@ def test_state_dict_round_trip(make_net: Callable[[], ScoreNet]) -> None:
     assert torch.equal(other(x_t, sigma), net(x_t, sigma))
 
 
-BAD_INPUTS = [
-    (lambda: torch.zeros(4, dtype=torch.long), torch.ones(1), "shape \\[batch, length\\]"),
-    (lambda: torch.zeros(1, 2, 3, dtype=torch.long), torch.ones(1), "shape \\[batch, length\\]"),
-    (lambda: torch.zeros(1, 0, dtype=torch.long), torch.ones(1), "length >= 1"),
-    (lambda: torch.zeros(1, 3), torch.ones(1), "integer token ids"),
-    (lambda: torch.tensor([[0, S]]), torch.ones(1), f"token {S} at \\[batch 0, position 1\\]"),
-    (lambda: torch.tensor([[-1, 0]]), torch.ones(1), "token -1"),
-    (lambda: torch.zeros(2, 3, dtype=torch.long), torch.ones(3), "shape \\[batch\\] = \\[2\\]"),
-    (lambda: torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 3), "shape \\[batch\\]"),
-    (lambda: torch.zeros(1, 3, dtype=torch.long), torch.tensor([-1.0]), ">= 0"),
-    (lambda: torch.zeros(1, 3, dtype=torch.long), torch.tensor([float("nan")]), ">= 0"),
-]
+BAD_INPUTS = contracts.invalid_score_net_inputs(S)
 
 
-@pytest.mark.parametrize(("make_x", "sigma", "match"), BAD_INPUTS)
-def test_invalid_inputs_raise_value_error(
-    make_net: Callable[[], ScoreNet],
-    make_x: Callable[[], torch.Tensor],
-    sigma: torch.Tensor,
-    match: str,
-) -> None:
-    net = make_net()
-    with pytest.raises(ValueError, match=match):
-        net(make_x(), sigma)
+@pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[m for _, _, m in BAD_INPUTS])
+def test_invalid_inputs_raise_value_error(make_net: Callable[[], ScoreNet], case: int) -> None:
+    contracts.check_score_net_arguments(make_net(), [BAD_INPUTS[case]])

@@ -1,6 +1,7 @@
 """The Sampler contract, checked for every sampler on every graph.
 
-A new sampler is one line in `cases.SAMPLERS`; a new graph is one line in GRAPHS.
+A new sampler is one line in `cases.SAMPLERS`; a new graph is one line in GRAPHS. The checks
+shared with users live in `ddiff.testing.contracts`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ import torch
 
 from ddiff import AbsorbingGraph, DenseGraph, Graph, UniformGraph
 from ddiff.conditioning import Clamp, Condition
-from ddiff.samplers import (
-    Sampler,
-    SampleResult,
-    uniform_time_grid,
-)
+from ddiff.samplers import Sampler, uniform_time_grid
 from ddiff.schedules import GeometricSchedule, LogLinearSchedule
+from ddiff.testing import contracts
+from ddiff.testing.contracts import ToyScore
 
 from .cases import SAMPLERS
 
@@ -44,26 +43,6 @@ def make(sampler_name: str, graph_name: str, **kwargs: object) -> Sampler:
     return SAMPLERS[sampler_name](GRAPHS[graph_name], LogLinearSchedule(), **kwargs)
 
 
-class ToyScore:
-    """A cheap deterministic score function: log-scores from a fixed table, varying with sigma.
-
-    It records every `x_t` it is called with (and the condition, when given one).
-    """
-
-    def __init__(self, graph: Graph, seed: int = 0) -> None:
-        g = torch.Generator().manual_seed(seed)
-        s = graph.num_states
-        self.table = torch.randn(s, s, generator=g, dtype=torch.float64)
-        self.calls: list[torch.Tensor] = []
-        self.conditions: list[Clamp] = []
-
-    def __call__(self, x_t: torch.Tensor, sigma: torch.Tensor, **kwargs: Clamp) -> torch.Tensor:
-        self.calls.append(x_t.clone())
-        if "condition" in kwargs:
-            self.conditions.append(kwargs["condition"])
-        return (self.table[x_t] - sigma[:, None, None].clamp(max=5.0)).float()
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -73,45 +52,26 @@ def gen(seed: int = 0) -> torch.Generator:
 
 @every
 def test_samples_are_data_tokens_of_the_right_shape(sampler_name: str, graph_name: str) -> None:
-    graph = GRAPHS[graph_name]
-    x = make(sampler_name, graph_name).sample(ToyScore(graph), 6, 9, 5, generator=gen())
-    assert x.shape == (6, 9)
-    assert x.dtype == torch.long
-    assert int(x.min()) >= 0 and int(x.max()) < graph.num_tokens  # no MASK left
+    contracts.check_sampler_output(make(sampler_name, graph_name))  # [6, 9], no MASK left
 
 
 @every
 def test_run_reports_nfe_and_times(sampler_name: str, graph_name: str) -> None:
-    sampler = make(sampler_name, graph_name, eps=1e-3)
-    score = ToyScore(GRAPHS[graph_name])
-    result = sampler.run(score, 3, 4, 7, generator=gen())
-    assert isinstance(result, SampleResult)
-    assert result.nfe == 8 == len(score.calls)  # 7 steps + denoise
-    assert result.times.dtype == torch.float64
+    result = contracts.check_sampler_run(make(sampler_name, graph_name, eps=1e-3), steps=7)
+    assert result.nfe == 8  # 7 steps + denoise
     torch.testing.assert_close(result.times, uniform_time_grid(7, 1e-3))
-    no_denoise = make(sampler_name, graph_name, denoise=False).run(score, 3, 4, 7, generator=gen())
+    no_denoise = contracts.check_sampler_run(make(sampler_name, graph_name, denoise=False), steps=7)
     assert no_denoise.nfe == 7
 
 
 @every
 def test_same_seed_same_samples(sampler_name: str, graph_name: str) -> None:
-    sampler = make(sampler_name, graph_name)
-    score = ToyScore(GRAPHS[graph_name])
-    a = sampler.sample(score, 8, 6, 4, generator=gen(1))
-    b = sampler.sample(score, 8, 6, 4, generator=gen(1))
-    c = sampler.sample(score, 8, 6, 4, generator=gen(2))
-    assert torch.equal(a, b)
-    assert not torch.equal(a, c)
+    contracts.check_sampler_determinism(make(sampler_name, graph_name))
 
 
 @every
 def test_sampler_keeps_no_state(sampler_name: str, graph_name: str) -> None:
-    sampler = make(sampler_name, graph_name)
-    before = dict(vars(sampler))
-    sampler.sample(ToyScore(GRAPHS[graph_name]), 2, 3, 3, condition=Condition.at({0: 1}))
-    after = vars(sampler)
-    assert after.keys() == before.keys()
-    assert all(after[k] is before[k] for k in before)
+    contracts.check_sampler_stateless(make(sampler_name, graph_name))
 
 
 @every
@@ -151,36 +111,18 @@ def test_absorbing_positions_never_remask(sampler_name: str) -> None:
 
 @every
 def test_all_fixed_returns_the_condition(sampler_name: str, graph_name: str) -> None:
-    graph = GRAPHS[graph_name]
-    tokens = torch.arange(7) % graph.num_tokens
-    score = ToyScore(graph)
-    result = make(sampler_name, graph_name).run(
-        score, 5, 7, 4, condition=Condition.prefix(tokens), generator=gen()
-    )
-    assert torch.equal(result.tokens, tokens.expand(5, 7))
-    assert result.nfe == 0 and not score.calls
+    contracts.check_sampler_all_fixed(make(sampler_name, graph_name))
 
 
 @every
 def test_nothing_fixed_equals_unconditional(sampler_name: str, graph_name: str) -> None:
-    sampler = make(sampler_name, graph_name)
-    score = ToyScore(GRAPHS[graph_name])
-    plain = sampler.sample(score, 8, 6, 5, generator=gen(3))
-    for empty in (
-        Condition(),
-        Clamp.from_tensors(torch.zeros(6, dtype=torch.long), torch.zeros(6, dtype=torch.bool)),
-    ):
-        assert torch.equal(sampler.sample(score, 8, 6, 5, condition=empty, generator=gen(3)), plain)
+    contracts.check_sampler_empty_condition(make(sampler_name, graph_name))
 
 
 @every
 def test_fixed_positions_are_clamped_at_every_step(sampler_name: str, graph_name: str) -> None:
-    graph = GRAPHS[graph_name]
-    condition = Condition.span(1, [2, 0]) | Condition.suffix([1])
-    score = ToyScore(graph)
-    x = make(sampler_name, graph_name).sample(score, 10, 6, 6, condition=condition, generator=gen())
-    for seen in [*score.calls, x]:  # what the score function saw, and the result
-        assert bool((seen[:, 1] == 2).all() and (seen[:, 2] == 0).all() and (seen[:, 5] == 1).all())
+    # Positions 1, 2 and 5 fixed to 2, 0 and 1, in what the score sees and in the result.
+    contracts.check_sampler_clamping(make(sampler_name, graph_name))
 
 
 @samplers

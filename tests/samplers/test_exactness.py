@@ -7,37 +7,23 @@ data tokens: the Monte Carlo floor of the total-variation distance is about 0.00
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 from scipy import stats
 
-from ddiff import AbsorbingGraph, DenseGraph, Graph, UniformGraph
+from ddiff import Graph
 from ddiff.conditioning import Condition
-from ddiff.samplers import AnalyticSampler, Sampler
+from ddiff.samplers import AnalyticSampler
 from ddiff.schedules import LogLinearSchedule
-from ddiff.testing import ExactOracle
+from ddiff.testing import ExactOracle, contracts
 
 from .cases import SAMPLERS
 
 NUM_SAMPLES = 20_000
 STEPS = (4, 16, 64, 256)
 
-
-def _dense_graph() -> DenseGraph:
-    g = torch.Generator().manual_seed(3)
-    q = torch.rand(3, 3, generator=g, dtype=torch.float64) * 2
-    q.fill_diagonal_(0.0)
-    q.diagonal().sub_(q.sum(dim=0))
-    return DenseGraph(q)  # not reversible: the generic matrix_exp path
-
-
-GRAPHS: dict[str, Graph] = {
-    "uniform": UniformGraph(3),
-    "absorbing": AbsorbingGraph(3),
-    "dense": _dense_graph(),
-}
+# Uniform, absorbing and a non-reversible dense graph (the generic matrix_exp path), 3 tokens.
+GRAPHS: dict[str, Graph] = contracts.tiny_graphs()
 # One (sampler, graph) pair per sampler runs by default; the rest are slow.
 DEFAULT = {("euler", "dense"), ("tau-leaping", "uniform"), ("analytic", "absorbing")}
 
@@ -53,12 +39,6 @@ def cases() -> list[object]:
     return quick + full
 
 
-def tv_after(sampler: Sampler, oracle: ExactOracle, steps: int, seed: int = 0, **kwargs) -> float:
-    g = torch.Generator().manual_seed(seed)
-    x = sampler.sample(oracle, NUM_SAMPLES, oracle.length, steps, generator=g, **kwargs)
-    return oracle.total_variation(x)
-
-
 @pytest.mark.parametrize(("sampler_name", "graph_name", "length", "steps"), cases())
 def test_total_variation_falls_with_steps(
     sampler_name: str, graph_name: str, length: int, steps: tuple[int, ...]
@@ -66,11 +46,11 @@ def test_total_variation_falls_with_steps(
     graph = GRAPHS[graph_name]
     oracle = ExactOracle.random(graph, length, seed=1)
     sampler = SAMPLERS[sampler_name](graph, LogLinearSchedule())
-    tv = [tv_after(sampler, oracle, n) for n in steps]
-    assert tv[-1] < 0.03, tv
-    assert tv[0] > tv[-1] + 0.01, tv  # the discretisation error is visible at 4 steps
-    for coarse, fine in itertools.pairwise(tv):
-        assert fine < coarse + 0.01, tv  # falls, up to Monte Carlo noise
+    # Below 0.03 at the most steps; falls, up to Monte Carlo noise 0.01; the discretisation
+    # error is visible at 4 steps.
+    contracts.check_sampler_exactness(
+        sampler, oracle, steps=steps, num_samples=NUM_SAMPLES, tolerance=0.03, noise=0.01
+    )
 
 
 @pytest.mark.parametrize("graph_name", list(GRAPHS))
@@ -105,22 +85,8 @@ def test_infill_samples_the_exact_conditional(sampler_name: str, graph_name: str
     """
     graph = GRAPHS[graph_name]
     oracle = ExactOracle.random(graph, 3, seed=1)
-    condition = Condition.at({1: 2})
-    target = oracle.conditional(condition)
     sampler = SAMPLERS[sampler_name](graph, LogLinearSchedule())
     steps = 64 if sampler_name == "analytic" else 256  # the first-order samplers need more
-    g = torch.Generator().manual_seed(0)
-    if isinstance(graph, AbsorbingGraph):
-        x = sampler.sample(oracle, NUM_SAMPLES, 3, steps, condition=condition, generator=g)
-    else:
-        x = sampler.sample(
-            oracle.conditional_log_score,
-            NUM_SAMPLES,
-            3,
-            steps,
-            condition=condition,
-            pass_condition=True,
-            generator=g,
-        )
-    assert bool((x[:, 1] == 2).all())
-    assert target.total_variation(x) < 0.03
+    contracts.check_sampler_infill(
+        sampler, oracle, Condition.at({1: 2}), steps=steps, num_samples=NUM_SAMPLES, tolerance=0.03
+    )
