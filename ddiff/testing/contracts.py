@@ -530,7 +530,8 @@ def check_schedule_rate(
     schedule: NoiseSchedule, times: Tensor | Sequence[float], *, rtol: float = 1e-10
 ) -> None:
     """`rate(t)` equals `d total / dt` at `times` in float64 within `rtol`, by autograd; by central
-    finite differences within `max(rtol, 1e-6)` if `total` is not differentiable by torch."""
+    finite differences within `max(rtol, 1e-6)` if `total` is not differentiable by torch (then
+    `times` must lie strictly inside (0, 1))."""
     t = torch.as_tensor(times, dtype=F64).flatten().clone().requires_grad_(True)
     try:
         total = schedule.total(t)
@@ -841,7 +842,7 @@ def check_sampler(
     schedule: NoiseSchedule | None = None,
     steps: int = 128,
     num_samples: int = 10_000,
-    tolerance: float = 0.03,
+    tolerance: float = 0.04,
     seed: int = 0,
 ) -> None:
     r"""Check the Sampler contract (`ddiff.samplers.Sampler`) and its exactness with exact scores.
@@ -865,9 +866,10 @@ def check_sampler(
     - `check_sampler_infill`: with position 1 of 3 fixed, samples keep it and are within
       `tolerance` of the exact conditional distribution.
 
-    The Monte Carlo floor of the distance is about 0.012 for 10,000 samples of 9 sequences; the
-    shipped samplers are within 0.005-0.02 of it at 128 steps (tau-leaping on the dense graph
-    converges slowest). A sampler takes about a second of CPU time with the defaults.
+    The Monte Carlo floor of the distance is about 0.012 for 10,000 samples of 9 sequences. At
+    128 steps the shipped samplers reach 0.004-0.026 (tau-leaping on the dense graph converges
+    slowest), hence the default tolerance 0.04; a sampler that ignores the score is at 0.13-0.44.
+    One sampler takes under a second of CPU time with the defaults (a factory, three).
 
     Args:
         sampler: a `Sampler` on a tiny graph (its S^3 sequences are enumerated), or a factory.
@@ -1066,7 +1068,7 @@ def check_sampler_exactness(
     *,
     steps: Sequence[int] = (128,),
     num_samples: int = 10_000,
-    tolerance: float = 0.03,
+    tolerance: float = 0.04,
     noise: float = 0.01,
     seed: int = 0,
 ) -> list[float]:
@@ -1110,7 +1112,7 @@ def check_sampler_infill(
     *,
     steps: int = 128,
     num_samples: int = 10_000,
-    tolerance: float = 0.03,
+    tolerance: float = 0.04,
     seed: int = 0,
 ) -> float:
     """With `condition`'s positions fixed, samples keep them and are within total-variation
