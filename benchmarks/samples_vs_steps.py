@@ -204,7 +204,8 @@ def table() -> str:
                 f"{row['tokens_per_second']:.0f}" if row.get("tokens_per_second") else "",
             ]
             rows.append(cells)
-        title = f"**{name}**, {r['num_samples']} samples"
+        label = {**entropy_gap.LABELS, "ecoli": "E. coli promoter windows"}[name]
+        title = f"**{label}**, {r['num_samples']} samples"
         if synthetic:
             title += f"; source entropy {r['entropy_bits']:.3f} bits/token"
         out.append(title + "\n\n" + h.markdown_table(header, rows, right=lambda i: i > 0))
