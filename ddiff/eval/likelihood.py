@@ -48,7 +48,7 @@ __all__ = ["LikelihoodEstimate", "bits_per_token"]
 
 @dataclass(frozen=True)
 class LikelihoodEstimate:
-    """Bits per token of a set of sequences under a model.
+    r"""Bits per token of a set of sequences under a model.
 
     Attributes:
         bits_per_token: total bits / total real tokens.
@@ -59,6 +59,23 @@ class LikelihoodEstimate:
         num_sequences: N.
         num_t: time samples per sequence (0 for an exact likelihood).
         exact: True for an exact likelihood, False for the diffusion bound.
+
+    Example:
+        `bits_per_token` returns one; here for exact scores, where the bound of a sequence x is
+        close to $-\log_2 p_0(x) / 2$ (0.26 bits per token for 00, 1.66 for 11 and 01):
+
+        >>> import torch
+        >>> from ddiff import AbsorbingGraph, LogLinearSchedule
+        >>> from ddiff.eval import bits_per_token
+        >>> from ddiff.testing import ExactOracle
+        >>> graph, schedule = AbsorbingGraph(2), LogLinearSchedule(eps=0.0)
+        >>> oracle = ExactOracle(graph, torch.tensor([[0.7, 0.1], [0.1, 0.1]]))  # p0 on {0, 1}^2
+        >>> x = torch.tensor([[0, 0], [1, 1], [0, 1]])
+        >>> estimate = bits_per_token((oracle, graph, schedule), x, num_t=64, seed=0)
+        >>> print(estimate)
+        1.1577 ± 0.4530 bits/token (bound, 64 times per sequence, 3 sequences)
+        >>> estimate.per_sequence.round(2), round(estimate.mc_stderr, 2)
+        (array([0.26, 1.53, 1.69]), 0.18)
     """
 
     bits_per_token: float

@@ -30,6 +30,27 @@ class Graph(abc.ABC):
 
     Shapes: tokens `x` are `[B, ...]` (usually `[B, L]`); `sigma` (total noise) is a scalar or
     `[B]`; members that return a distribution or rates over states return `[B, ..., S]`.
+
+    Example:
+        A subclass that only gives `Q`; the kernels and the limit are derived from it:
+
+        >>> import torch
+        >>> from ddiff.graphs import Graph
+        >>> class TwoState(Graph):  # 0 -> 1 at rate 1, 1 -> 0 at rate 2
+        ...     num_tokens = num_states = 2
+        ...     def rate_matrix(self, dtype=torch.float64):
+        ...         return torch.tensor([[-1.0, 2.0], [1.0, -2.0]], dtype=dtype)
+        >>> g = TwoState()
+        >>> g.rate_matrix().sum(dim=0)  # every column sums to 0
+        tensor([0., 0.], dtype=torch.float64)
+        >>> torch.linalg.matrix_exp(0.5 * g.rate_matrix())  # P = exp(sigma Q) at sigma = 0.5
+        tensor([[0.7410, 0.5179],
+                [0.2590, 0.4821]], dtype=torch.float64)
+        >>> g.transition(torch.tensor([[0, 1]]), 0.5)[0]  # P[:, 0] and P[:, 1]
+        tensor([[0.7410, 0.2590],
+                [0.5179, 0.4821]])
+        >>> g.limit_distribution()  # Q pi = 0
+        tensor([0.6667, 0.3333], dtype=torch.float64)
     """
 
     # -- what a subclass must provide ------------------------------------------------------------

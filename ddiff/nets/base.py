@@ -31,6 +31,29 @@ class ScoreNet(nn.Module, abc.ABC):
     Args:
         num_states: number of token states S (>= 2) the network reads and scores; for an
             absorbing graph this includes MASK (`graph.num_states`).
+
+    Example:
+        The smallest backbone: log-scores 0 everywhere, the exact answer when $p_t$ is uniform
+        (e.g. a uniform graph at its limit):
+
+        >>> import torch
+        >>> from ddiff.nets import ScoreNet
+        >>> class UniformScore(ScoreNet):
+        ...     def forward(self, x_t, sigma):
+        ...         x_t, sigma = self.check_inputs(x_t, sigma)
+        ...         return torch.zeros(*x_t.shape, self.num_states)
+        >>> net = UniformScore(num_states=3)
+        >>> x_t = torch.tensor([[0, 2]])
+        >>> log_score = net(x_t, torch.tensor([0.5]))
+        >>> log_score.shape  # [batch, length, states]
+        torch.Size([1, 2, 3])
+        >>> log_score.gather(-1, x_t[..., None])  # exactly 0 at the current token
+        tensor([[[0.],
+                 [0.]]])
+        >>> net(torch.tensor([[0, 3]]), 0.5)  # check_inputs names the bad token
+        Traceback (most recent call last):
+            ...
+        ValueError: x_t holds token 3 at [batch 0, position 1], outside [0, 3) ...
     """
 
     def __init__(self, num_states: int) -> None:

@@ -22,6 +22,18 @@ class Parameterization(abc.ABC):
     and sets the current-token entry to exactly 0, so no parameterisation can forget it. The entry
     at the current token is the ratio of a state to itself (Lou, Meng & Ermon, ICML 2024); losses
     and samplers ignore it.
+
+    Example:
+        A subclass gives $f$ only; the base class puts the 0 at the current token:
+
+        >>> import torch
+        >>> from ddiff.nets import Parameterization
+        >>> class MinusSigma(Parameterization):  # f(raw, sigma) = raw - sigma
+        ...     def transform(self, raw, x_t, sigma):
+        ...         return raw - sigma[:, None, None]
+        >>> MinusSigma()(torch.ones(1, 2, 3), torch.tensor([[0, 2]]), torch.tensor([0.25]))
+        tensor([[[0.0000, 0.7500, 0.7500],
+                 [0.7500, 0.7500, 0.0000]]])
     """
 
     @property

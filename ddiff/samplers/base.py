@@ -81,6 +81,25 @@ class SampleResult:
             every position was fixed by the condition).
         times: the time grid that was used, float64 `[steps + 1]`, from the start time down to
             eps (the denoise step then goes from `times[-1]` to zero noise).
+
+    Example:
+        >>> import torch
+        >>> from ddiff import AbsorbingGraph
+        >>> from ddiff.samplers import EulerSampler
+        >>> from ddiff.schedules import LogLinearSchedule
+        >>> from ddiff.testing import ExactOracle
+        >>> graph = AbsorbingGraph(2)
+        >>> oracle = ExactOracle.random(graph, length=3, seed=0)
+        >>> result = EulerSampler(graph, LogLinearSchedule()).run(
+        ...     oracle, batch=2, length=3, steps=4, generator=torch.Generator().manual_seed(0)
+        ... )
+        >>> result.tokens  # data tokens only: no MASK (2) left
+        tensor([[0, 1, 1],
+                [1, 1, 1]])
+        >>> result.nfe  # 4 steps + the denoise step
+        5
+        >>> [round(t, 3) for t in result.times.tolist()]  # from t = 1 down to eps = 1e-5
+        [1.0, 0.75, 0.5, 0.25, 0.0]
     """
 
     tokens: Tensor

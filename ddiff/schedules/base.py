@@ -13,6 +13,14 @@ class Noise(NamedTuple):
     r"""The noise level at some times t: total $\bar\sigma(t)$ and rate $\sigma(t)$.
 
     Both fields have the shape and dtype of the `t` they were computed from.
+
+    Example:
+        >>> import torch
+        >>> from ddiff.schedules import LogLinearSchedule
+        >>> noise = LogLinearSchedule(eps=0.0)(torch.tensor([0.0, 0.5]))
+        >>> noise.total, noise.rate  # -log(1 - t) and 1 / (1 - t)
+        (tensor([0.0000, 0.6931]), tensor([1., 2.]))
+        >>> total, rate = noise  # a NamedTuple: it unpacks
     """
 
     total: Tensor
@@ -40,6 +48,22 @@ class NoiseSchedule(abc.ABC):
     validates its arguments in the same way. `total_min` and `total_max` default to the total at
     t = 0 and t = 1 evaluated in float64; override them only for a closed form. The contract tests
     in `tests/schedules/test_contract.py` check every schedule listed there.
+
+    Example:
+        >>> import torch
+        >>> from ddiff.schedules import LogLinearSchedule
+        >>> schedule = LogLinearSchedule(eps=1e-3)
+        >>> t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+        >>> noise = schedule(t)
+        >>> noise.total  # -log(1 - (1 - eps) t)
+        tensor([0.1052, 0.6921, 2.2936], dtype=torch.float64)
+        >>> noise.rate  # (1 - eps) / (1 - (1 - eps) t)
+        tensor([1.1099, 1.9960, 9.9009], dtype=torch.float64)
+        >>> h = 1e-6  # the rate is d total / dt: a central difference agrees
+        >>> (schedule.total(t + h) - schedule.total(t - h)) / (2 * h)
+        tensor([1.1099, 1.9960, 9.9009], dtype=torch.float64)
+        >>> schedule.inverse(noise.total)  # back to t
+        tensor([0.1000, 0.5000, 0.9000], dtype=torch.float64)
     """
 
     @abc.abstractmethod

@@ -28,6 +28,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     `ddiff.training.save_pretrained` (safetensors) instead.
 
     Pass it to the Trainer: `Trainer(plugins=[AtomicCheckpointIO()])`. Local paths only.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from ddiff.training import AtomicCheckpointIO
+        >>> io = AtomicCheckpointIO()
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     path = Path(directory) / "run" / "last.ckpt"  # parent directories are created
+        ...     io.save_checkpoint({"step": 3, "weight": torch.ones(2)}, path)
+        ...     [p.name for p in path.parent.iterdir()], io.load_checkpoint(path)  # no temp left
+        (['last.ckpt'], {'step': 3, 'weight': tensor([1., 1.])})
     """
 
     def save_checkpoint(

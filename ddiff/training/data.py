@@ -50,6 +50,17 @@ class TokenBatch(NamedTuple):
     Attributes:
         tokens: LongTensor `[batch, length]` (padded sequences end with the pad token).
         lengths: LongTensor `[batch]`, the number of real (non-pad) tokens of each sequence.
+
+    Example:
+        >>> import torch
+        >>> from ddiff.training import TokenDataset
+        >>> batch = TokenDataset([[5, 6, 7], [8]], length=3, pad_token=0).batch(torch.arange(2))
+        >>> batch.tokens
+        tensor([[5, 6, 7],
+                [8, 0, 0]])
+        >>> torch.arange(3) < batch.lengths[:, None]  # the real (non-pad) positions
+        tensor([[ True,  True,  True],
+                [ True, False, False]])
     """
 
     tokens: Tensor
@@ -70,6 +81,20 @@ class TokenDataset:
     Raises:
         ValueError: on an empty dataset, a token outside the alphabet or a sequence longer than
             `length`; the message names the record and position.
+
+    Example:
+        >>> import torch
+        >>> from ddiff.training import TokenDataset
+        >>> data = TokenDataset([[1, 2, 3], [4, 5]], length=4, pad_token=0)
+        >>> len(data), data.lengths
+        (2, tensor([3, 2]))
+        >>> data.batch(torch.tensor([1, 0]))  # padded to length 4
+        TokenBatch(tokens=tensor([[4, 5, 0, 0],
+                [1, 2, 3, 0]]), lengths=tensor([2, 3]))
+        >>> TokenDataset([[1, 2], [3, 9]], num_tokens=4, name="train")
+        Traceback (most recent call last):
+            ...
+        ValueError: train: record 1 holds token 9 at position 1, outside the alphabet [0, 4)
     """
 
     def __init__(

@@ -22,6 +22,20 @@ class EMA:
     Args:
         net: the network being trained (copied once; the copy is in eval mode, without grads).
         decay: the decay d in [0, 1).
+
+    Example:
+        >>> import torch
+        >>> from ddiff.training import EMA
+        >>> net = torch.nn.Linear(1, 1, bias=False)
+        >>> _ = torch.nn.init.zeros_(net.weight)
+        >>> ema = EMA(net, decay=0.99)
+        >>> _ = torch.nn.init.ones_(net.weight)  # as if an optimizer step moved it to 1
+        >>> for _ in range(3):  # d = 1/10, 2/11, 3/12 during the warm-up
+        ...     ema.update(net)
+        ...     round(ema.model.weight.item(), 4)
+        0.9
+        0.9818
+        0.9955
     """
 
     def __init__(self, net: nn.Module, decay: float) -> None:

@@ -30,6 +30,16 @@ class OptimSettings:
         ema_decay: decay of the weight average in [0, 1), or None for no average. The decay
             used at update n is `min(ema_decay, (1 + n) / (10 + n))`, so the average follows
             the weights closely early in training (as in the SEDD and score-SDE code).
+
+    Example:
+        >>> import torch
+        >>> from ddiff.training import OptimSettings
+        >>> settings = OptimSettings(lr=1e-3, warmup_steps=4, weight_decay=0.1)
+        >>> [settings.lr_factor()(step) for step in range(6)]  # linear warm-up, then constant
+        [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+        >>> optimizer = settings.build_optimizer(torch.nn.Linear(2, 2).parameters())
+        >>> [group["weight_decay"] for group in optimizer.param_groups]  # matrix, then bias
+        [0.1, 0.0]
     """
 
     lr: float = 3e-4

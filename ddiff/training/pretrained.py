@@ -34,6 +34,26 @@ class Pretrained:
         graph: the forward process.
         schedule: the noise schedule.
         config: the resolved run configuration.
+
+    Example:
+        `load_pretrained` returns one, built from the directory `save_pretrained` wrote:
+
+        >>> import tempfile, torch
+        >>> from ddiff.config import RunConfig
+        >>> from ddiff.training import load_pretrained, save_pretrained
+        >>> config = RunConfig.model_validate({
+        ...     "graph": {"kind": "uniform", "num_tokens": 4}, "schedule": {"kind": "loglinear"},
+        ...     "net": {"kind": "transformer", "preset": "tiny"}, "train": {"max_steps": 1},
+        ... })
+        >>> _ = torch.manual_seed(0)
+        >>> net = config.net.build(config.graph.build())  # stands in for a trained network
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     model = load_pretrained(save_pretrained(net, directory, config))
+        >>> model.graph, model.schedule
+        (UniformGraph(num_tokens=4, num_states=4), LogLinearSchedule(eps=0.001))
+        >>> saved, loaded = net.state_dict(), model.net.state_dict()
+        >>> all(torch.equal(saved[k], loaded[k]) for k in saved), model.net.training
+        (True, False)
     """
 
     net: nn.Module
