@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> None:
             result["ar"] = measure(name, s, x, time.perf_counter() - start)
         rows = result.setdefault("rows", {})
         model = s["model"]
-        for sampler_name in args.samplers:
+        for sampler_name in [] if args.references_only else args.samplers:
             sampler = sampler_of(sampler_name, model.graph, model.schedule)
             for steps in args.steps:
                 start = time.perf_counter()
@@ -219,6 +219,11 @@ def main() -> None:
     p.add_argument("--steps", nargs="+", type=int, default=[8, 32, 128, 512])
     p.add_argument("--num", type=int, default=512, help="samples per setting")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--references-only",
+        action="store_true",
+        help="only the reference rows (AR model, source samples); keep saved sampler rows",
+    )
     p.add_argument("--table", action="store_true", help="print the tables of saved results")
     args = p.parse_args()
     if args.table:
