@@ -10,8 +10,7 @@ from torch import Tensor, nn
 
 from ddiff._categorical import sample_categorical
 from ddiff._checks import check_token_batch
-from ddiff.nets.rotary import rotary_cos_sin
-from ddiff.nets.transformer import PRESETS, _Block, _check_sizes, _modulate
+from ddiff.nets.transformer import PRESETS, _Block, _check_sizes, _run_trunk
 
 
 class CausalTransformer(nn.Module):
@@ -141,21 +140,11 @@ class CausalTransformer(nn.Module):
                 `[batch b, position i]` of the first bad token.
         """
         tokens = check_token_batch(tokens, self.num_tokens, "tokens", "num_tokens")
-        b, length = tokens.shape
+        b = tokens.shape[0]
         bos = tokens.new_full((b, 1), self.bos_token)
         h = self.embedding(torch.cat([bos, tokens[:, :-1]], dim=1))
         # No noise level: a zero conditioning vector leaves each modulation its bias.
-        c = h.new_zeros(b, self.cond_dim)
-        cos, sin = rotary_cos_sin(
-            length,
-            self.dim // self.heads,
-            device=tokens.device,
-            dtype=torch.promote_types(h.dtype, torch.float32),
-        )
-        for block in self.blocks:
-            h = block(h, c, cos, sin)
-        shift, scale = self.final_modulation(c)[:, None].chunk(2, -1)
-        return self.head(_modulate(self.final_norm(h), shift, scale))
+        return _run_trunk(self, h, h.new_zeros(b, self.cond_dim))
 
     def log_prob(self, tokens: Tensor) -> Tensor:
         r"""$\log p_\theta(x^i \mid x^{<i})$ per position, `[batch, length]`, float32 or wider.

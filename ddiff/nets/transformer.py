@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +129,32 @@ class _Block(nn.Module):
         h = h + gate1 * self.dropout(self.attn_out(a))
         m = self.mlp(_modulate(self.norm2(h), shift2, scale2))
         return h + gate2 * self.dropout(m)
+
+
+class _Trunk(Protocol):
+    """What `_run_trunk` reads of a network."""
+
+    dim: int
+    heads: int
+    blocks: nn.ModuleList
+    final_norm: nn.LayerNorm
+    final_modulation: nn.Linear
+    head: nn.Linear
+
+
+def _run_trunk(net: _Trunk, h: Tensor, c: Tensor) -> Tensor:
+    """The blocks, final adaLN-modulated norm and head of `net` (a `TransformerScoreNet` or a
+    `CausalTransformer`) on embedded tokens `h` `[B, L, dim]` with conditioning `c` `[B, cond]`."""
+    cos, sin = rotary_cos_sin(
+        h.shape[1],
+        net.dim // net.heads,
+        device=h.device,
+        dtype=torch.promote_types(h.dtype, torch.float32),
+    )
+    for block in net.blocks:
+        h = block(h, c, cos, sin)
+    shift, scale = net.final_modulation(c)[:, None].chunk(2, -1)
+    return net.head(_modulate(net.final_norm(h), shift, scale))
 
 
 class TransformerScoreNet(ScoreNet):
@@ -261,18 +287,7 @@ class TransformerScoreNet(ScoreNet):
         return self.parameterization(self._raw(x_t, sigma), x_t, sigma)
 
     def _raw(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        h = self.embedding(x_t)
-        c = self.sigma_embedding(sigma)
-        cos, sin = rotary_cos_sin(
-            x_t.shape[1],
-            self.dim // self.heads,
-            device=x_t.device,
-            dtype=torch.promote_types(h.dtype, torch.float32),
-        )
-        for block in self.blocks:
-            h = block(h, c, cos, sin)
-        shift, scale = self.final_modulation(c)[:, None].chunk(2, -1)
-        return self.head(_modulate(self.final_norm(h), shift, scale))
+        return _run_trunk(self, self.embedding(x_t), self.sigma_embedding(sigma))
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Number of parameters; by default without the two tables whose size grows with S.
