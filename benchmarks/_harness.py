@@ -10,7 +10,6 @@ pass, no noising).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -141,15 +140,15 @@ def score(model: Model, tokens: torch.Tensor, *, lengths: Any = None, num_t: int
     from ddiff.eval import bits_per_token
 
     target: Any = model.net if model.graph is None else (model.net, model.graph, model.schedule)
-    with torch.no_grad():
-        return bits_per_token(target, tokens, lengths=lengths, num_t=num_t, seed=seed)
+    return bits_per_token(target, tokens, lengths=lengths, num_t=num_t, seed=seed)
 
 
 def save(model: Model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.net.state_dict(), tmp)
-    os.replace(tmp, path)
+    """The network's weights, written atomically."""
+    from ddiff.recipes._common import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(model.net.state_dict(), tmp)
 
 
 def load(kind: str, num_tokens: int, path: Path, **graph_kwargs: Any) -> Model:
@@ -194,13 +193,6 @@ def git_commit() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
 
 
 def markdown_table(header: list[str], rows: list[list[Any]], right: Callable[[int], bool]) -> str:

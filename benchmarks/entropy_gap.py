@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from ddiff.recipes._common import write_json
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h
 
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> None:
                 "machine": h.machine(),
                 "commit": h.git_commit(),
             }
-            h.write_json(path, result)
+            write_json(path, result)
             print(
                 f"{name:9s} {kind:12s} {estimate} entropy {entropy:.4f}; gap "
                 f"{result['gap_bits']:+.4f}; {record['train_seconds']:.0f} s training",

@@ -12,30 +12,18 @@ numbers depend on the CPU and on whatever else runs on it: the header prints the
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from contextlib import nullcontext
 
 import torch
+from _harness import machine  # benchmarks/ is the script's directory, hence on sys.path
 
 from ddiff import AbsorbingGraph
 from ddiff.nets import ScaledAbsorbingParameterization, TransformerScoreNet
 
 GPT2_TOKENS = 50_257
 DNA_TOKENS = 4
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def time_forward(
@@ -68,9 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"{_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, ", end="")
-    print(f"{torch.get_num_threads()} threads, load average {load}, L = {args.length}\n")
+    print(f"{machine()}, L = {args.length}\n")
     print("| preset | S | non-emb. params | batch | dtype | forward (ms) | tokens/s |")
     print("|---|---:|---:|---:|---|---:|---:|")
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from ddiff.recipes._common import write_json
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h
 
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> None:
             "paired_difference_stderr": float(diff.std(ddof=1) / len(diff) ** 0.5),
             "commit": h.git_commit(),
         }
-        h.write_json(path, result)
+        write_json(path, result)
         print(f"{name}: bound / AR = {result['ratio']:.3f}", flush=True)
 
 

@@ -18,11 +18,11 @@ Prints markdown tables:
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from collections.abc import Callable, Iterator
 
 import torch
+from _harness import machine  # benchmarks/ is the script's directory, hence on sys.path
 from torch import Tensor
 
 from ddiff import AbsorbingGraph, DenseGraph, Graph, UniformGraph
@@ -211,11 +211,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     global CLOCK
     CLOCK = time.thread_time if args.cpu_time else time.perf_counter
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}, "
-        f"{'CPU time' if args.cpu_time else 'wall time'}\n"
-    )
+    print(f"{machine()}, {'CPU time' if args.cpu_time else 'wall time'}\n")
     sections: list[tuple[str, Iterator[str]]] = []
     if args.only in (None, "overhead"):
         title = f"Time outside the score function (batch 64, length 256, {args.steps} steps)"

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ddiff.recipes._common import write_json
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h
 import entropy_gap
@@ -163,8 +165,8 @@ def run(args: argparse.Namespace) -> None:
                 row = measure(name, s, out.tokens, time.perf_counter() - start)
                 rows[f"{sampler_name}/{steps}"] = row
                 print(f"{name} {sampler_name} {steps}: {row}", flush=True)
-                h.write_json(path, result)
-        h.write_json(path, result)
+                write_json(path, result)
+        write_json(path, result)
 
 
 def table() -> str:

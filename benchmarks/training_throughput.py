@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -121,8 +120,6 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    import torch
-
     rows = []
     for name in args.configs:
         for precision in args.precisions:
@@ -135,17 +132,9 @@ def main() -> int:
                 print(done.stderr[-3000:], file=sys.stderr)
                 return done.returncode
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(
-        f"CPU: {cpu}, {os.cpu_count()} cores, {args.threads} threads; torch {torch.__version__}; "
-        f"load average {load:.2f}\n"
-    )
+    from _harness import machine  # benchmarks/ is on sys.path (the script's directory)
+
+    print(machine(threads=args.threads) + "\n")
     print(
         "| config | precision | params (M) | batch | timed steps | s/step | tokens/s | peak RSS (MB) | RSS after imports (MB) |"
     )
