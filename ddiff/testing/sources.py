@@ -131,11 +131,11 @@ class MarkovSource:
         """`[L, N]`: the distribution of each position (float64)."""
         n, k = self.num_tokens, self.order
         ctx = self._context_marginals()  # [L - k + 1, N**k]
-        first = [
-            ctx[0].reshape((n,) * k).sum(dim=tuple(d for d in range(k) if d != j)) for j in range(k)
-        ]
-        rest = [ctx[i].reshape(-1, n).sum(dim=0) for i in range(1, ctx.shape[0])]
-        return torch.stack(first + rest) if k > 1 else torch.stack([ctx[0], *rest])
+        # Positions 1..k from the joint of the first context, then the last token of each later one.
+        joint = ctx[0].reshape((n,) * k)
+        first = [joint.movedim(j, 0).reshape(n, -1).sum(dim=1) for j in range(k)]
+        rest = [c.reshape(-1, n).sum(dim=0) for c in ctx[1:]]
+        return torch.stack(first + rest)
 
     def entropy(self) -> float:
         """Exact entropy of a whole sequence, nats."""
