@@ -145,7 +145,7 @@ def score(model: Model, tokens: torch.Tensor, *, lengths: Any = None, num_t: int
 
 def save(model: Model, path: Path) -> None:
     """The network's weights, written atomically."""
-    from ddiff.recipes._common import atomic_path
+    from ddiff.io import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save(model.net.state_dict(), tmp)

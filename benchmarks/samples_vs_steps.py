@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddiff.recipes._common import write_json
+from ddiff.io import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h

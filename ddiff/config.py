@@ -42,7 +42,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -69,6 +68,7 @@ from ddiff.graphs import (
     k80,
     protein_graph,
 )
+from ddiff.io import write_text
 from ddiff.schedules import CosineSchedule, GeometricSchedule, LogLinearSchedule, NoiseSchedule
 
 if TYPE_CHECKING:  # heavy or optional imports, needed only by build()
@@ -688,15 +688,7 @@ class RunConfig(_Config):
     def save_json(self, path: str | os.PathLike[str]) -> Path:
         """Write `to_json()` to `path` atomically (temporary file, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            with open(tmp, "x") as f:
-                f.write(self.to_json() + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_text(path, self.to_json() + "\n")
         return path
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +9,16 @@ import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ddiff.io import atomic_path
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """`TorchCheckpointIO` that never leaves a partial checkpoint and never unpickles code.
 
-    **Writes** go to a temporary file in the checkpoint's own directory, are flushed to disk
-    (`fsync`), and then renamed over the target with `os.replace`, which is atomic on POSIX and
-    Windows file systems: a process killed at any moment (even with `kill -9`) leaves either the
-    previous checkpoint or the new one, never a truncated file. A temporary file can be left
+    **Writes** go through `ddiff.io.atomic_path`: a temporary file in the checkpoint's own
+    directory, flushed to disk (`fsync`), then renamed over the target with `os.replace`, which
+    is atomic on POSIX and Windows file systems: a process killed at any moment (even with
+    `kill -9`) leaves either the previous checkpoint or the new one, never a truncated file. A temporary file can be left
     behind by such a kill; it is named `.<name>.tmp-*` and is safe to delete.
 
     **Reads** use `torch.load(weights_only=True)`: tensors, numbers, strings and containers
@@ -46,20 +45,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_sibling(target)
-        try:
-            with open(tmp, "xb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_directory(target.parent)
+        with atomic_path(path) as tmp, open(tmp, "xb") as f:
+            torch.save(checkpoint, f)
 
     def load_checkpoint(
         self,
@@ -77,26 +64,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise FileNotFoundError(f"checkpoint file not found: {target}")
         with target.open("rb") as f:
             return torch.load(f, map_location=map_location, weights_only=True)
-
-
-def temporary_sibling(path: Path) -> Path:
-    """A fresh name next to `path` for a temporary file: `.<name>.tmp-<pid>-<random>`.
-
-    Same directory, hence same file system, so `os.replace` onto `path` is atomic; created by
-    the caller with mode "x" (the umask applies, unlike `tempfile.mkstemp`'s 0600).
-    """
-    return path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

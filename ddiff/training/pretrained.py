@@ -14,10 +14,10 @@ from torch import nn
 
 from ddiff.config import RunConfig
 from ddiff.graphs import Graph
+from ddiff.io import atomic_path
 from ddiff.samplers import Sampler
 from ddiff.schedules import NoiseSchedule
 from ddiff.training._signature import check_same_graph, graph_signature
-from ddiff.training.checkpoint import temporary_sibling
 from ddiff.training.module import DiffusionModule
 
 WEIGHTS_NAME = "model.safetensors"
@@ -107,15 +107,12 @@ def save_pretrained(
         "graph": json.dumps(graph_signature(graph), sort_keys=True),
         "net": type(net).__qualname__,
     }
-    tmp = temporary_sibling(directory / WEIGHTS_NAME)
+    was_training = net.training
     try:
-        was_training = net.training
-        save_model(net.eval(), str(tmp), metadata=metadata)
+        with atomic_path(directory / WEIGHTS_NAME) as tmp:
+            save_model(net.eval(), str(tmp), metadata=metadata)
+    finally:
         net.train(was_training)
-        os.replace(tmp, directory / WEIGHTS_NAME)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     config.save_json(directory / CONFIG_NAME)
     return directory
 
