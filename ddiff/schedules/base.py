@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -42,12 +42,12 @@ class NoiseSchedule(abc.ABC):
     bound weights the loss by $\sigma(t)$ and adds the prior term at $\bar\sigma(1)$
     (Lou, Meng & Ermon, ICML 2024).
 
-    Subclasses implement `total`, `rate` and `inverse`; each must accept `t` as a float tensor of
-    any shape and dtype (or a Python number), return the same shape and dtype, and start with
-    `self._check_time(t)` (resp. `self._check_total(total)` in `inverse`) so that every schedule
-    validates its arguments in the same way. `total_min` and `total_max` default to the total at
-    t = 0 and t = 1 evaluated in float64; override them only for a closed form. The contract tests
-    in `tests/schedules/test_contract.py` check every schedule listed there.
+    The public methods validate their arguments and then call a hook, so every schedule checks
+    them in the same way and none can skip it. Subclasses implement the hooks `_total`, `_rate`
+    and `_inverse` (overriding `total`, `rate` or `inverse` is a `TypeError`); each hook receives
+    a validated float tensor of any shape and dtype and returns the same shape and dtype.
+    `total_min` and `total_max` default to the total at t = 0 and t = 1 evaluated in float64;
+    override them only for a closed form. `ddiff.testing.check_schedule` runs the contract.
 
     Example:
         >>> import torch
@@ -66,21 +66,43 @@ class NoiseSchedule(abc.ABC):
         tensor([0.1000, 0.5000, 0.9000], dtype=torch.float64)
     """
 
-    @abc.abstractmethod
+    _VALIDATED = ("total", "rate", "inverse")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        overridden = [name for name in NoiseSchedule._VALIDATED if name in vars(cls)]
+        if overridden:
+            raise TypeError(
+                f"{cls.__name__} overrides {', '.join(overridden)}: implement the hooks "
+                "_total, _rate and _inverse instead (the public methods validate their "
+                "argument, then call the hook)"
+            )
+
+    # -- public methods: validate, then call the hook ----------------------------------------------
+
     def total(self, t: Tensor | float) -> Tensor:
-        r"""Total noise $\bar\sigma(t)$, same shape and dtype as `t` (non-decreasing in t)."""
+        r"""Total noise $\bar\sigma(t)$, same shape and dtype as `t` (non-decreasing in t).
 
-    @abc.abstractmethod
+        Raises:
+            ValueError: unless every entry of `t` is in [0, 1].
+        """
+        return self._total(self._check_time(t))
+
     def rate(self, t: Tensor | float) -> Tensor:
-        r"""Noise rate $\sigma(t) = d\bar\sigma/dt \ge 0$, same shape and dtype as `t`."""
+        r"""Noise rate $\sigma(t) = d\bar\sigma/dt \ge 0$, same shape and dtype as `t`.
 
-    @abc.abstractmethod
+        Raises:
+            ValueError: unless every entry of `t` is in [0, 1].
+        """
+        return self._rate(self._check_time(t))
+
     def inverse(self, total: Tensor | float) -> Tensor:
         r"""The time t in $[0, 1]$ with $\bar\sigma(t) = $ `total`, same shape and dtype.
 
         Raises:
             ValueError: if `total` lies outside `[total_min, total_max]`.
         """
+        return self._inverse(self._check_total(total))
 
     def __call__(self, t: Tensor | float) -> Noise:
         """Both the total noise and its rate at times `t`."""
@@ -89,12 +111,30 @@ class NoiseSchedule(abc.ABC):
     @property
     def total_min(self) -> float:
         r"""$\bar\sigma(0)$: 0 unless the schedule starts from a positive noise level."""
-        return float(self.total(torch.tensor(0.0, dtype=torch.float64)))
+        return float(self._total(torch.tensor(0.0, dtype=torch.float64)))
 
     @property
     def total_max(self) -> float:
         r"""$\bar\sigma(1)$; `math.inf` if the schedule reaches the limit distribution exactly."""
-        return float(self.total(torch.tensor(1.0, dtype=torch.float64)))
+        return float(self._total(torch.tensor(1.0, dtype=torch.float64)))
+
+    # -- hooks (subclasses) ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _total(self, t: Tensor) -> Tensor:
+        r"""$\bar\sigma(t)$ for a float tensor `t` with entries in [0, 1], same shape and dtype."""
+
+    @abc.abstractmethod
+    def _rate(self, t: Tensor) -> Tensor:
+        r"""$d\bar\sigma/dt$ for a float tensor `t` with entries in [0, 1], same shape and dtype."""
+
+    @abc.abstractmethod
+    def _inverse(self, total: Tensor) -> Tensor:
+        """t with `_total(t) = total` for a float tensor `total` in `[total(0), total(1)]`.
+
+        `total` may exceed the ends by a few ulps (see `_check_total`): clamp the result to
+        [0, 1].
+        """
 
     # -- argument checks shared by every subclass -------------------------------------------------
 
@@ -117,10 +157,10 @@ class NoiseSchedule(abc.ABC):
         The bounds are evaluated in `total`'s own dtype, so `inverse(total(t))` is valid for every
         t in [0, 1] even where float32 rounding puts `total(1)` above the float64 `total_max`.
         They are widened by a few ulps so that an end computed by another route (say
-        `-math.log(eps)` instead of `-log1p(eps - 1)`) is accepted; `inverse` clamps to [0, 1].
+        `-math.log(eps)` instead of `-log1p(eps - 1)`) is accepted; `_inverse` clamps to [0, 1].
         """
         as_tensor = _as_float_tensor(total, "total")
-        ends = self.total(torch.tensor([0.0, 1.0], dtype=as_tensor.dtype, device=as_tensor.device))
+        ends = self._total(torch.tensor([0.0, 1.0], dtype=as_tensor.dtype, device=as_tensor.device))
         slack = 4 * torch.finfo(as_tensor.dtype).eps * ends.abs()
         bad = ~((as_tensor >= ends[0] - slack[0]) & (as_tensor <= ends[1] + slack[1]))
         if bad.any():

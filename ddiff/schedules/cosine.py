@@ -46,8 +46,7 @@ class CosineSchedule(SurvivalSchedule):
         [1.0, 0.7074, 0.001]
     """
 
-    def total(self, t: Tensor | float) -> Tensor:
-        t = self._check_time(t)
+    def _total(self, t: Tensor) -> Tensor:
         # Each form only sees the half of [0, 1] it is accurate on (and finite there, which keeps
         # autograd free of NaNs from the branch torch.where discards).
         near_data = self._total_near_data(t.clamp(max=0.5))
@@ -57,8 +56,7 @@ class CosineSchedule(SurvivalSchedule):
         near_limit = torch.maximum(near_limit, self._total_near_data(t.new_tensor(0.5)))
         return torch.where(t <= 0.5, near_data, near_limit)
 
-    def rate(self, t: Tensor | float) -> Tensor:
-        t = self._check_time(t)
+    def _rate(self, t: Tensor) -> Tensor:
         one_minus_alpha = (1.0 - self._eps) * 2.0 * torch.sin(math.pi / 4 * t.clamp(max=0.5)) ** 2
         alpha = torch.where(
             t <= 0.5,
@@ -67,8 +65,7 @@ class CosineSchedule(SurvivalSchedule):
         )
         return (1.0 - self._eps) * (math.pi / 2) * torch.sin(math.pi / 2 * t) / alpha
 
-    def inverse(self, total: Tensor | float) -> Tensor:
-        total = self._check_total(total)
+    def _inverse(self, total: Tensor) -> Tensor:
         one_minus_eps = 1.0 - self._eps
         seam = -math.log1p(-one_minus_eps * (1.0 - math.sqrt(0.5)))  # total(1/2)
         # Near the data: 1 - alpha = (1 - eps) 2 sin^2(pi t / 4), with 1 - alpha = -expm1(-total).

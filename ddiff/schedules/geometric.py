@@ -72,16 +72,14 @@ class GeometricSchedule(NoiseSchedule):
             f"{type(self).__name__}(sigma_min={self._sigma_min!r}, sigma_max={self._sigma_max!r})"
         )
 
-    def total(self, t: Tensor | float) -> Tensor:
-        t = self._check_time(t)
+    def _total(self, t: Tensor) -> Tensor:
         # One exp of an increasing argument: non-decreasing in t after rounding (the product of
         # the two powers is not when sigma_min > 1) and no overflow of (sigma_max / sigma_min)^t
         # in float16. The ends are sigma_min and sigma_max up to an ulp.
         return torch.exp(self._log_sigma_min + self._log_ratio * t)
 
-    def rate(self, t: Tensor | float) -> Tensor:
-        return self.total(t) * self._log_ratio
+    def _rate(self, t: Tensor) -> Tensor:
+        return self._total(t) * self._log_ratio
 
-    def inverse(self, total: Tensor | float) -> Tensor:
-        total = self._check_total(total)
+    def _inverse(self, total: Tensor) -> Tensor:
         return ((torch.log(total) - self._log_sigma_min) / self._log_ratio).clamp(0.0, 1.0)

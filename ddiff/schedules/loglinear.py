@@ -45,17 +45,14 @@ class LogLinearSchedule(SurvivalSchedule):
         tensor([0.0000, 0.6931,    inf])
     """
 
-    def total(self, t: Tensor | float) -> Tensor:
-        t = self._check_time(t)
+    def _total(self, t: Tensor) -> Tensor:
         return -torch.log1p(-(1.0 - self._eps) * t)
 
-    def rate(self, t: Tensor | float) -> Tensor:
-        t = self._check_time(t)
+    def _rate(self, t: Tensor) -> Tensor:
         slope = 1.0 - self._eps
         # 1 - slope * t is exact enough here: it is >= eps and only 0 at t = 1 with eps = 0.
         return slope / (1.0 - slope * t)
 
-    def inverse(self, total: Tensor | float) -> Tensor:
-        total = self._check_total(total)
+    def _inverse(self, total: Tensor) -> Tensor:
         # Rounding can put the quotient a hair above 1 near t = 1.
         return (-torch.expm1(-total) / (1.0 - self._eps)).clamp(0.0, 1.0)

@@ -457,8 +457,8 @@ def check_schedule(schedule: NoiseSchedule) -> None:
         >>> from ddiff.testing import check_schedule
         >>> check_schedule(LogLinearSchedule())  # passes silently
         >>> class Fast(LogLinearSchedule):  # a rate that is not d total / dt
-        ...     def rate(self, t):
-        ...         return 1.01 * super().rate(t)
+        ...     def _rate(self, t):
+        ...         return 1.01 * super()._rate(t)
         >>> check_schedule(Fast())  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...

@@ -38,17 +38,46 @@ def test_a_minimal_subclass_gets_call_and_the_ends() -> None:
     class Linear(NoiseSchedule):
         """total = 2 t: the smallest schedule a user might write."""
 
-        def total(self, t: torch.Tensor | float) -> torch.Tensor:
-            return 2 * self._check_time(t)
+        def _total(self, t: torch.Tensor) -> torch.Tensor:
+            return 2 * t
 
-        def rate(self, t: torch.Tensor | float) -> torch.Tensor:
-            return torch.full_like(self._check_time(t), 2.0)
+        def _rate(self, t: torch.Tensor) -> torch.Tensor:
+            return torch.full_like(t, 2.0)
 
-        def inverse(self, total: torch.Tensor | float) -> torch.Tensor:
-            return self._check_total(total) / 2
+        def _inverse(self, total: torch.Tensor) -> torch.Tensor:
+            return total / 2
 
     schedule = Linear()
     assert (schedule.total_min, schedule.total_max) == (0.0, 2.0)
     assert schedule(0.5) == Noise(torch.tensor(1.0), torch.tensor(2.0))
     with pytest.raises(ValueError, match="total must lie in"):
         schedule.inverse(2.5)
+
+
+@pytest.mark.parametrize("method", ["total", "rate", "inverse"])
+def test_public_methods_cannot_be_overridden(method: str) -> None:
+    """The public methods validate, then call the hooks: a subclass cannot skip the check."""
+
+    def unchecked(self: NoiseSchedule, t: torch.Tensor | float) -> torch.Tensor:
+        return torch.as_tensor(t)
+
+    with pytest.raises(TypeError, match=rf"overrides {method}: implement the hooks _total"):
+        type("Unchecked", (LogLinearSchedule,), {method: unchecked})
+
+
+def test_hooks_receive_validated_tensors() -> None:
+    seen: list[torch.Tensor] = []
+
+    class Recording(LogLinearSchedule):
+        def _total(self, t: torch.Tensor) -> torch.Tensor:
+            seen.append(t)
+            return super()._total(t)
+
+    schedule = Recording()
+    schedule.total(0.5)
+    assert isinstance(seen[-1], torch.Tensor) and seen[-1].dtype == torch.get_default_dtype()
+    for method in (schedule.total, schedule.rate):
+        with pytest.raises(ValueError, match="t must lie in"):
+            method(torch.tensor([0.5, 1.5]))
+    with pytest.raises(ValueError, match="total must lie in"):
+        schedule.inverse(-1.0)

@@ -244,14 +244,13 @@ def test_graph_checks_refuse_bad_sigmas() -> None:
 
 
 class FastRate(LogLinearSchedule):
-    def rate(self, t: Tensor | float) -> Tensor:
-        return 1.01 * super().rate(t)
+    def _rate(self, t: Tensor) -> Tensor:
+        return 1.01 * super()._rate(t)
 
 
 class Decreasing(LogLinearSchedule):
-    def total(self, t: Tensor | float) -> Tensor:
-        t = self._check_time(t)
-        return super().total(t) - 2.0 * t
+    def _total(self, t: Tensor) -> Tensor:
+        return super()._total(t) - 2.0 * t
 
 
 class LateStart(LogLinearSchedule):
@@ -261,29 +260,29 @@ class LateStart(LogLinearSchedule):
 
 
 class SloppyInverse(LogLinearSchedule):
-    def inverse(self, total: Tensor | float) -> Tensor:
-        return 0.99 * super().inverse(total)
+    def _inverse(self, total: Tensor) -> Tensor:
+        return 0.99 * super()._inverse(total)
 
 
 class AlwaysFloat64(LogLinearSchedule):
-    def total(self, t: Tensor | float) -> Tensor:
-        return super().total(t).double()
+    def _total(self, t: Tensor) -> Tensor:
+        return super()._total(t).double()
 
 
 class Clamping(LogLinearSchedule):
-    def total(self, t: Tensor | float) -> Tensor:
-        return super().total(torch.as_tensor(t).clamp(0.0, 1.0))
+    @staticmethod
+    def _check_time(t: Tensor | float) -> Tensor:  # clamps instead of refusing
+        return torch.as_tensor(t).clamp(0.0, 1.0)
 
 
 class ReturnsFloats(LogLinearSchedule):
-    def total(self, t: Tensor | float) -> Tensor:
-        out = super().total(t)
+    def _total(self, t: Tensor) -> Tensor:
+        out = super()._total(t)
         return float(out) if out.dim() == 0 else out  # type: ignore[return-value]
 
 
 class NaiveFloat32(LogLinearSchedule):
-    def total(self, t: Tensor | float) -> Tensor:
-        t = self._check_time(t)
+    def _total(self, t: Tensor) -> Tensor:
         return -torch.log(1 - (1 - self.eps) * t)  # cancels next to the data
 
 
@@ -293,16 +292,13 @@ class NumpyLogLinear(NoiseSchedule):
     def __init__(self, slope: float = 1.0) -> None:
         self.slope = slope
 
-    def total(self, t: Tensor | float) -> Tensor:
-        t = self._check_time(t)
+    def _total(self, t: Tensor) -> Tensor:
         return torch.from_numpy(-np.log1p(-0.999 * t.double().numpy())).to(t.dtype)
 
-    def rate(self, t: Tensor | float) -> Tensor:
-        t = self._check_time(t)
+    def _rate(self, t: Tensor) -> Tensor:
         return self.slope * 0.999 / (1 - 0.999 * t)
 
-    def inverse(self, total: Tensor | float) -> Tensor:
-        total = self._check_total(total)
+    def _inverse(self, total: Tensor) -> Tensor:
         return -torch.expm1(-total) / 0.999
 
     def __repr__(self) -> str:
