@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -23,10 +23,12 @@ class ScoreNet(nn.Module, abc.ABC):
     current token $v = x_t^i$ is the ratio of a state to itself: every `ScoreNet` returns exactly
     0 there (a parameterisation guarantees it), and losses and samplers ignore it.
 
-    Subclasses call `super().__init__(num_states)`, implement `forward`, and start `forward` with
-    `x_t, sigma = self.check_inputs(x_t, sigma)` so that every backbone validates its arguments in
-    the same way. Backbones take the total noise $\bar\sigma$ (not the time t), so that one
-    network works with any `NoiseSchedule`.
+    `forward` validates its arguments (`check_inputs`) and then calls the hook `_forward`, so
+    every backbone validates them in the same way and none can skip it. Subclasses call
+    `super().__init__(num_states)` and implement `_forward` (overriding `forward` is a
+    `TypeError`); calling the module runs torch's hooks around `forward` as usual. Backbones take
+    the total noise $\bar\sigma$ (not the time t), so that one network works with any
+    `NoiseSchedule`.
 
     Args:
         num_states: number of token states S (>= 2) the network reads and scores; for an
@@ -39,8 +41,7 @@ class ScoreNet(nn.Module, abc.ABC):
         >>> import torch
         >>> from ddiff.nets import ScoreNet
         >>> class UniformScore(ScoreNet):
-        ...     def forward(self, x_t, sigma):
-        ...         x_t, sigma = self.check_inputs(x_t, sigma)
+        ...     def _forward(self, x_t, sigma):  # x_t and sigma are validated
         ...         return torch.zeros(*x_t.shape, self.num_states)
         >>> net = UniformScore(num_states=3)
         >>> x_t = torch.tensor([[0, 2]])
@@ -67,8 +68,15 @@ class ScoreNet(nn.Module, abc.ABC):
         """Number of token states S: the input vocabulary and the last axis of the output."""
         return self._num_states
 
-    @abc.abstractmethod
-    def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls):
+            raise TypeError(
+                f"{cls.__name__} overrides forward: implement _forward(x_t, sigma) instead "
+                "(forward validates the inputs, then calls it)"
+            )
+
+    def forward(self, x_t: Tensor, sigma: Tensor | float) -> Tensor:
         r"""Log concrete scores of `x_t` at total noise `sigma`.
 
         Args:
@@ -83,10 +91,21 @@ class ScoreNet(nn.Module, abc.ABC):
         Raises:
             ValueError: if a shape, dtype or token id is invalid.
         """
+        x_t, sigma = self.check_inputs(x_t, sigma)
+        return self._forward(x_t, sigma)
+
+    @abc.abstractmethod
+    def _forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        """Log-scores `[batch, length, num_states]`, exactly 0 at `x_t`, from validated inputs.
+
+        Args:
+            x_t: int64 `[batch, length]` with values in `[0, num_states)`.
+            sigma: float `[batch]`, every entry >= 0 (`inf` allowed).
+        """
 
     if TYPE_CHECKING:  # `nn.Module.__call__` is untyped; say what calling a ScoreNet returns.
 
-        def __call__(self, x_t: Tensor, sigma: Tensor) -> Tensor: ...
+        def __call__(self, x_t: Tensor, sigma: Tensor | float) -> Tensor: ...
 
     def check_inputs(self, x_t: Tensor, sigma: Tensor | float) -> tuple[Tensor, Tensor]:
         """Validate the arguments of `forward`; return `x_t` as int64 and `sigma` as `[batch]`.

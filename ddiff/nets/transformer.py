@@ -281,9 +281,7 @@ class TransformerScoreNet(ScoreNet):
         x_t, sigma = self.check_inputs(x_t, sigma)
         return self._raw(x_t, sigma)
 
-    def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        """Log-scores `[B, L, S]`, exactly 0 at `x_t`; see `ScoreNet.forward`."""
-        x_t, sigma = self.check_inputs(x_t, sigma)
+    def _forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         return self.parameterization(self._raw(x_t, sigma), x_t, sigma)
 
     def _raw(self, x_t: Tensor, sigma: Tensor) -> Tensor:

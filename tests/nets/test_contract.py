@@ -121,3 +121,27 @@ BAD_INPUTS = contracts.invalid_score_net_inputs(S)
 @pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[m for _, _, m in BAD_INPUTS])
 def test_invalid_inputs_raise_value_error(make_net: Callable[[], ScoreNet], case: int) -> None:
     contracts.check_score_net_arguments(make_net(), [BAD_INPUTS[case]])
+
+
+def test_forward_validates_before_the_hook() -> None:
+    """`ScoreNet.forward` checks the inputs, then calls `_forward`: no backbone can skip it."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    class Recording(ScoreNet):
+        def _forward(self, x_t: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            calls.append((x_t, sigma))
+            return torch.zeros(*x_t.shape, self.num_states)
+
+    net = Recording(S)
+    net(torch.tensor([[0, 1]], dtype=torch.int32), 0.5)
+    x_t, sigma = calls[-1]
+    assert x_t.dtype == torch.int64 and sigma.shape == (1,)
+    with pytest.raises(ValueError, match="outside"):
+        net(torch.tensor([[0, S]]), 0.5)
+    assert len(calls) == 1
+
+    def unchecked(self: ScoreNet, x_t: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(*x_t.shape, self.num_states)
+
+    with pytest.raises(TypeError, match=r"overrides forward: implement _forward"):
+        type("Unchecked", (TransformerScoreNet,), {"forward": unchecked})

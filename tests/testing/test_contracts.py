@@ -386,8 +386,7 @@ class TableNet(ScoreNet):
         gen = torch.Generator().manual_seed(0)
         self.table = nn.Parameter(torch.randn(num_states, num_states, generator=gen))
 
-    def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        x_t, sigma = self.check_inputs(x_t, sigma)
+    def _forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         return self.scores(x_t, sigma).scatter(-1, x_t.unsqueeze(-1), 0.0)
 
     def scores(self, x_t: Tensor, sigma: Tensor) -> Tensor:
@@ -395,8 +394,7 @@ class TableNet(ScoreNet):
 
 
 class NotZeroAtCurrent(TableNet):
-    def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        x_t, sigma = self.check_inputs(x_t, sigma)
+    def _forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         return self.scores(x_t, sigma)
 
 
@@ -411,9 +409,8 @@ class InfiniteAtInfinity(TableNet):
 
 
 class Unvalidated(TableNet):
-    def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        sigma = torch.as_tensor(sigma).reshape(-1)
-        return self.scores(x_t, sigma.expand(x_t.shape[0])).scatter(-1, x_t.unsqueeze(-1), 0.0)
+    def check_inputs(self, x_t: Tensor, sigma: Tensor | float) -> tuple[Tensor, Tensor]:
+        return x_t, torch.as_tensor(sigma).reshape(-1).expand(x_t.shape[0])  # no checks
 
 
 def test_passes_a_correct_net() -> None:
