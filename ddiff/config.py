@@ -74,8 +74,8 @@ from ddiff.schedules import CosineSchedule, GeometricSchedule, LogLinearSchedule
 if TYPE_CHECKING:  # heavy or optional imports, needed only by build()
     from torch import nn
 
+    from ddiff.data import MarkovSource
     from ddiff.samplers import Sampler
-    from ddiff.testing import MarkovSource
     from ddiff.training import OptimSettings, TokenDataModule
 
 __all__ = [
@@ -423,7 +423,7 @@ class TrainConfig(_Config):
 
 
 class MarkovDataConfig(_Config):
-    """Synthetic sequences from `ddiff.testing.MarkovSource.random` (known entropy)."""
+    """Synthetic sequences from `ddiff.data.MarkovSource.random` (known entropy)."""
 
     kind: Literal["markov"] = "markov"
     num_tokens: int = Field(ge=1)
@@ -435,7 +435,7 @@ class MarkovDataConfig(_Config):
 
     def source(self) -> MarkovSource:
         """The Markov chain the data is drawn from (its exact entropy is the best bound)."""
-        from ddiff.testing import MarkovSource
+        from ddiff.data import MarkovSource
 
         return MarkovSource.random(self.num_tokens, self.length, self.seed, self.concentration)
 
@@ -470,7 +470,7 @@ class NpyDataConfig(_Config):
     `.npy` token stream cut into windows of `window` tokens (packing); or an `.npz` holding
     `tokens` (1-D, all sequences concatenated) and `offsets` (1-D, N + 1 start positions) for
     variable-length sequences, padded with `pad_token` to `length` (see
-    `ddiff.training.data` for the padding policy). Relative paths are relative to the YAML file.
+    `ddiff.data.tokens` for the padding policy). Relative paths are relative to the YAML file.
     """
 
     kind: Literal["npy"] = "npy"
@@ -491,7 +491,7 @@ class NpyDataConfig(_Config):
     def _load(self, path: Path) -> Any:
         import numpy as np
 
-        from ddiff.training.data import windows
+        from ddiff.data import windows
 
         if not path.is_file():
             raise FileNotFoundError(f"token file not found: {path}")

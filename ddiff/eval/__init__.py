@@ -1,6 +1,21 @@
-"""Evaluation: held-out likelihood (`ddiff.eval.likelihood`) and sample-quality metrics per
-domain (`ddiff.eval.dna_metrics` needs biopython)."""
+"""Evaluation from objects: held-out likelihood (`ddiff.eval.likelihood`), its statistics
+(`ddiff.eval.statistics`), baselines (`ddiff.eval.baselines`) and sample-quality metrics per
+domain (`ddiff.eval.dna_metrics` needs biopython).
 
+Nothing here reads a checkpoint: pass the model. To score a saved model, load it first
+(`ddiff.pretrained.load_pretrained`) or use `ddiff.pretrained.bits_per_token_of`.
+"""
+
+from ddiff.eval.baselines import MarkovChain
 from ddiff.eval.likelihood import LikelihoodEstimate, bits_per_token
+from ddiff.eval.statistics import paired_difference, ratio_estimate, ratio_sums, subsample
 
-__all__ = ["LikelihoodEstimate", "bits_per_token"]
+__all__ = [
+    "LikelihoodEstimate",
+    "MarkovChain",
+    "bits_per_token",
+    "paired_difference",
+    "ratio_estimate",
+    "ratio_sums",
+    "subsample",
+]

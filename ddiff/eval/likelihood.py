@@ -3,10 +3,10 @@ r"""Likelihood of held-out sequences in bits per token, with standard errors.
 One entry point for every kind of model, so that a diffusion model and its baselines are scored
 on the same sequences with the same error bars:
 
-- a diffusion model (a `ddiff.training.Pretrained`, the directory it was saved to, or a
-  `(net, graph, schedule)` triple): the likelihood **bound** (Lou, Meng & Ermon, ICML 2024,
-  eq. 11), an upper bound on $-\log p_\theta(x_0)$ estimated by Monte Carlo over
-  `num_t` stratified times per sequence (`ddiff.losses.likelihood_bound`);
+- a diffusion model (a `(net, graph, schedule)` triple, or an object with those three
+  attributes such as `ddiff.pretrained.Pretrained`): the likelihood **bound** (Lou, Meng &
+  Ermon, ICML 2024, eq. 11), an upper bound on $-\log p_\theta(x_0)$ estimated by Monte Carlo
+  over `num_t` stratified times per sequence (`ddiff.losses.likelihood_bound`);
 - an autoregressive model (anything with `nll(tokens) -> [B]` nats per sequence, such as
   `ddiff.nets.CausalTransformer`): the **exact** negative log-likelihood.
 
@@ -15,8 +15,11 @@ predicts its padding too) divided by the number of real tokens, summed over sequ
 $\hat b = \sum_n b_n / \sum_n \ell_n$ bits per token. The standard error is the delta-method
 error of that ratio over sequences, which covers both the held-out sample and the Monte Carlo
 times; `mc_stderr` is the Monte Carlo part alone (the held-out set fixed). The same figures,
-from the same code, are what `ddiff.training.AutoregressiveModule` logs as
-`val/bits_per_token` and `val/stderr_bits_per_token`.
+from the same code (`ddiff.eval.statistics`), are what `ddiff.training.AutoregressiveModule`
+logs as `val/bits_per_token` and `val/stderr_bits_per_token`.
+
+Only objects are scored here: a saved model is loaded by `ddiff.pretrained.load_pretrained`, or
+scored from its directory in one call by `ddiff.pretrained.bits_per_token_from_path`.
 
 Models are scored in eval mode (no dropout), on their own device, without gradients; each
 module's previous training mode is restored afterwards. Results come back on the CPU.
@@ -30,11 +33,10 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from ddiff._checks import check_token_batch
+from ddiff.eval.statistics import ratio_estimate, ratio_sums
 
 __all__ = ["LikelihoodEstimate", "bits_per_token"]
 
@@ -117,11 +120,11 @@ def bits_per_token(
     """Bits per real token of `tokens` under `model`, with its standard error.
 
     Args:
-        model: a diffusion model (a `ddiff.training.Pretrained`, a path to a `save_pretrained`
-            directory, or a `(net, graph, schedule)` tuple) scored by its likelihood bound, or an
-            autoregressive model with `nll(tokens) -> [B]` (nats per sequence) scored exactly,
-            such as a `ddiff.nets.CausalTransformer` (for a trained `AutoregressiveModule`, its
-            `averaged_net`).
+        model: a diffusion model, a `(net, graph, schedule)` tuple or an object with `net`,
+            `graph` and `schedule` attributes (a `ddiff.pretrained.Pretrained`), scored by its
+            likelihood bound; or an autoregressive model with `nll(tokens) -> [B]` (nats per
+            sequence) scored exactly, such as a `ddiff.nets.CausalTransformer` (for a trained
+            `AutoregressiveModule`, its `averaged_net`).
         tokens: integer tensor `[N, L]` of token ids (padded to a common length if needed).
         lengths: `[N]` integers in `[1, L]`, the real tokens of each sequence (default: L for
             every sequence); the total of each sequence is divided by these.
@@ -139,7 +142,9 @@ def bits_per_token(
             outside the model's vocabulary (the message names its `[batch n, position i]`),
             `lengths` are not `[N]` integers in `[1, L]` (the first bad one is named), or
             `batch_size` is not a positive integer.
-        TypeError: if `model` is none of the supported kinds.
+        TypeError: if `model` is none of the supported kinds (a path is not: load it with
+            `ddiff.pretrained.load_pretrained`, or use
+            `ddiff.pretrained.bits_per_token_from_path`).
 
     Example:
         >>> import torch
@@ -170,10 +175,6 @@ def bits_per_token(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     batch_size = int(batch_size)
     lengths = _check_lengths(lengths, tokens)
-    if isinstance(model, (str, os.PathLike)):
-        from ddiff.training import load_pretrained
-
-        model = load_pretrained(Path(model))
     if isinstance(model, tuple) and len(model) == 3:
         net, graph, schedule = model
     elif all(hasattr(model, a) for a in ("net", "graph", "schedule")):
@@ -181,9 +182,16 @@ def bits_per_token(
     elif callable(getattr(model, "nll", None)):
         return _exact(model, tokens, lengths, batch_size)
     else:
+        hint = ""
+        if isinstance(model, str | PathLike):
+            hint = (
+                "; to score a saved model, use ddiff.pretrained.bits_per_token_from_path(path, "
+                "tokens) or bits_per_token(load_pretrained(path), tokens)"
+            )
         raise TypeError(
-            "model must be a Pretrained diffusion model, its directory, a (net, graph, schedule) "
-            f"tuple, or an autoregressive model with nll(tokens); got {type(model).__name__}"
+            "model must be a Pretrained (or another object with net, graph and schedule), a "
+            "(net, graph, schedule) tuple, or an autoregressive model with nll(tokens); got "
+            f"{type(model).__name__}{hint}"
         )
     return _bound(net, graph, schedule, tokens, lengths, num_t, seed, batch_size)
 
@@ -243,7 +251,7 @@ def _exact(model: Any, tokens: Tensor, lengths: Tensor, batch_size: int) -> Like
 def _summary(
     nats: Tensor, lengths: Tensor, mc_stderr: float, num_t: int, *, exact: bool
 ) -> LikelihoodEstimate:
-    ratio, stderr = _ratio_estimate(_ratio_sums(nats, lengths).tolist())
+    ratio, stderr = ratio_estimate(ratio_sums(nats, lengths).tolist())
     per_sequence = (nats / lengths.to(torch.float64) / math.log(2.0)).numpy()
     return LikelihoodEstimate(
         ratio / math.log(2.0),
@@ -254,37 +262,6 @@ def _summary(
         num_t,
         exact,
     )
-
-
-def _ratio_sums(nats: Tensor, lengths: Tensor) -> Tensor:
-    r"""The float64 sums `[6]` that the ratio estimate and its standard error need.
-
-    They add over batches and ranks (streaming validation sums them): sequences, $\sum n_b$,
-    $\sum \ell_b$, $\sum n_b^2$, $\sum n_b \ell_b$, $\sum \ell_b^2$, for `nats` $n_b$ and
-    real tokens $\ell_b$ of each sequence; on the device of `nats`.
-    """
-    n = nats.detach().double()
-    ell = lengths.to(device=n.device, dtype=torch.float64)
-    count = torch.tensor(float(n.numel()), dtype=torch.float64, device=n.device)
-    return torch.stack(
-        [count, n.sum(), ell.sum(), (n * n).sum(), (n * ell).sum(), (ell * ell).sum()]
-    )
-
-
-def _ratio_estimate(sums: list[float]) -> tuple[float, float]:
-    r"""The ratio $\hat r = \sum_b n_b / \sum_b \ell_b$ and its delta-method standard error.
-
-    $\mathrm{se}(\hat r) = \sqrt{\frac{B}{B - 1} \sum_b (n_b - \hat r \ell_b)^2} / \sum_b \ell_b$
-    over the B sequences, from the sums of `_ratio_sums` (reduced over batches and ranks); NaN
-    for a single sequence. In the unit of the `n_b` (divide both by log 2 for bits).
-    """
-    count, n, ell, nn, nl, ll = sums
-    ratio = n / ell
-    if count < 2:
-        return ratio, math.nan
-    # sum_b (n_b - ratio l_b)^2, expanded; cancellation is harmless at float64 for these sums.
-    residual = max(nn - 2.0 * ratio * nl + ratio * ratio * ll, 0.0)
-    return ratio, math.sqrt(count / (count - 1.0) * residual) / ell
 
 
 @contextmanager

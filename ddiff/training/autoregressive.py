@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from torch import Tensor
 
-from ddiff.eval.likelihood import _ratio_estimate, _ratio_sums
+from ddiff.eval.statistics import ratio_estimate, ratio_sums
 from ddiff.nets import CausalTransformer
 from ddiff.training.data import TokenBatch
 from ddiff.training.module import _as_batch, _TrainingModule
@@ -77,7 +77,7 @@ class AutoregressiveModule(_TrainingModule):
     """
 
     _KIND = "autoregressive"
-    # The sums of `ddiff.eval.likelihood._ratio_sums`, over the batches and ranks: sequences,
+    # The sums of `ddiff.eval.statistics.ratio_sums`, over the batches and ranks: sequences,
     # nats, real tokens, nats^2, nats*tokens, tokens^2.
     _NUM_VAL_SUMS = 6
 
@@ -108,12 +108,12 @@ class AutoregressiveModule(_TrainingModule):
     def validation_step(self, batch: TokenBatch | Tensor, batch_idx: int) -> None:
         tokens, lengths = _as_batch(batch)
         nats = cast(CausalTransformer, self.averaged_net).nll(tokens)
-        self._add_validation_sums(_ratio_sums(nats, lengths))
+        self._add_validation_sums(ratio_sums(nats, lengths))
 
     def _validation_metrics(self, sums: list[float]) -> dict[str, float]:
         if sums[2] == 0:
             return {}
-        nats, stderr = _ratio_estimate(sums)
+        nats, stderr = ratio_estimate(sums)
         return {
             "val/bits_per_token": nats / math.log(2.0),
             "val/stderr_bits_per_token": stderr / math.log(2.0),

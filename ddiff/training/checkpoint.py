@@ -18,8 +18,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     **Writes** go through `ddiff.io.atomic_path`: a temporary file in the checkpoint's own
     directory, flushed to disk (`fsync`), then renamed over the target with `os.replace`, which
     is atomic on POSIX and Windows file systems: a process killed at any moment (even with
-    `kill -9`) leaves either the previous checkpoint or the new one, never a truncated file. A temporary file can be left
-    behind by such a kill; it is named `.<name>.tmp-*` and is safe to delete.
+    `kill -9`) leaves either the previous checkpoint or the new one, never a truncated file. A
+    temporary file can be left behind by such a kill; it is named `.<name>.tmp-*` and is safe
+    to delete.
 
     **Reads** use `torch.load(weights_only=True)`: tensors, numbers, strings and containers
     only, so a checkpoint cannot run code when it is loaded. Lightning checkpoints are still

@@ -1,4 +1,5 @@
-"""Synthetic sources: exact entropies and likelihoods against enumeration of tiny cases."""
+"""`ddiff.data` synthetic sources: exact entropies and likelihoods against enumeration of tiny
+cases."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 import torch
 from scipy import stats
 
-from ddiff.testing import MarkovSource, PlantedMotifSource
+import ddiff.testing
+from ddiff.data import MarkovSource, PlantedMotifSource
 
 
 def all_sequences(n: int, length: int) -> torch.Tensor:
@@ -151,3 +153,8 @@ def test_planted_errors() -> None:
         PlantedMotifSource(background, [torch.ones(1, 2) / 2, torch.ones(1, 2) / 2])
     with pytest.raises(ValueError, match="no placement"):
         PlantedMotifSource(background, [torch.ones(1, 2) / 2] * 2, [(5, 6)])
+
+
+def test_the_sources_are_also_shipped_with_the_test_helpers() -> None:
+    assert ddiff.testing.MarkovSource is MarkovSource
+    assert ddiff.testing.PlantedMotifSource is PlantedMotifSource

@@ -1,4 +1,4 @@
-"""Synthetic data sources with exactly known entropy, for training tests and benchmarks."""
+"""Synthetic sources with exactly known entropy, for training tests, baselines and benchmarks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 
 from ddiff._categorical import sample_categorical
+
+__all__ = ["MarkovSource", "PlantedMotifSource"]
 
 
 class MarkovSource:
@@ -40,7 +42,7 @@ class MarkovSource:
 
     Example:
         >>> import torch
-        >>> from ddiff.testing import MarkovSource
+        >>> from ddiff.data import MarkovSource
         >>> source = MarkovSource(torch.tensor([[0.9, 0.1], [0.1, 0.9]]), length=4)
         >>> round(source.entropy_per_token("bits"), 4)  # (1 + 3 H(0.1)) / 4
         0.6017
@@ -216,7 +218,7 @@ class PlantedMotifSource:
 
     Example:
         >>> import torch
-        >>> from ddiff.testing import PlantedMotifSource
+        >>> from ddiff.data import PlantedMotifSource
         >>> source = PlantedMotifSource.promoter_like(length=48, seed=0)
         >>> source.length, source.num_tokens, source.num_placements
         (48, 4, 100)
