@@ -61,6 +61,10 @@ class AbsorbingGraph(Graph):
         pi[self._n] = 1.0
         return pi
 
+    def frozen_states(self) -> Tensor:
+        # Only MASK receives jumps (from every data token); a data token is never re-entered.
+        return torch.arange(self.num_states) < self._n
+
     def rates_out(self, x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
         check_tokens(x, self.num_states)
         data = (x < self._n).to(dtype).unsqueeze(-1)  # a data token leaves at rate 1 to MASK

@@ -144,6 +144,21 @@ class Graph(abc.ABC):
         pi = self.limit_distribution().to(device)
         return sample_categorical(pi.expand(*shape, self.num_states), generator)
 
+    def frozen_states(self) -> Tensor:
+        """Bool `[S]`: the states no other state jumps into (`Q[x, y] = 0` for every `y != x`).
+
+        The reverse chain cannot leave such a state: its reverse rates `score[y] * Q[x, y]` are
+        0 whatever the score, and the analytic step's kernel row `P[x, :]` is one-hot. Samplers
+        skip positions in these states. The generic default reads `rate_matrix()` for graphs of
+        up to 4,096 states and marks none above (a state marked False is computed, never
+        skipped: slower, not wrong); large graphs override it with a closed form.
+        """
+        if self.num_states > _DENSE_INSPECTION_LIMIT:
+            return torch.zeros(self.num_states, dtype=torch.bool)
+        q = self.rate_matrix(torch.float64)
+        inflow = (q - torch.diag(torch.diagonal(q))).gt(0).any(dim=1)  # Q[x, y] > 0, some y != x
+        return ~inflow
+
     def reverse_rates(self, x: Tensor, score: Tensor) -> Tensor:
         """Reverse-chain rates out of `x`, without the schedule's rate $\\sigma(t)$: `[..., S]`.
 
@@ -173,6 +188,10 @@ class Graph(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_tokens={self.num_tokens}, num_states={self.num_states})"
+
+
+# `frozen_states` reads the dense matrix of generic graphs up to this many states.
+_DENSE_INSPECTION_LIMIT = 4096
 
 
 def _float_dtype(t: Tensor) -> torch.dtype:

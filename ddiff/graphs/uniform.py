@@ -51,6 +51,10 @@ class UniformGraph(Graph):
     def limit_distribution(self, dtype: torch.dtype = torch.float64) -> Tensor:
         return torch.full((self._n,), 1.0 / self._n, dtype=dtype)
 
+    def frozen_states(self) -> Tensor:
+        # Every state receives rate 1/S from every other.
+        return torch.zeros(self._n, dtype=torch.bool)
+
     def rates_out(self, x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
         check_tokens(x, self._n)
         out = torch.full((*x.shape, self._n), 1.0 / self._n, dtype=dtype, device=x.device)

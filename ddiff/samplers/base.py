@@ -7,14 +7,13 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import singledispatch
 from typing import ClassVar, cast
 
 import torch
 from torch import Tensor
 
 from ddiff.conditioning import Clamp, Condition, ConditionalScoreFn
-from ddiff.graphs import AbsorbingGraph, Graph, UniformGraph
+from ddiff.graphs import Graph
 from ddiff.losses import ScoreFn
 from ddiff.samplers._draw import draw_categorical
 from ddiff.schedules import NoiseSchedule
@@ -141,8 +140,8 @@ class Sampler(abc.ABC):
     built for uniform or absorbing graphs (a `DenseGraph` builds its `S x S` rate matrix or
     kernels once per step, which is what it is for: small alphabets).
     Positions that cannot move are not computed: fixed positions, and positions holding a data
-    state that no other state jumps into (unmasked tokens of an absorbing graph), whose reverse
-    rates are zero whatever the score.
+    state that no other state jumps into (`Graph.frozen_states`: unmasked tokens of an absorbing
+    graph), whose reverse rates are zero whatever the score.
 
     Args:
         graph: the forward process.
@@ -522,34 +521,16 @@ def tweedie_probs(graph: Graph, x: Tensor, score: Tensor, dsigma: float) -> Tens
 
 # -- internals -------------------------------------------------------------------------------------
 
-# Generic graphs up to this many states are inspected densely for frozen states (once per call).
-_DENSE_INSPECTION_LIMIT = 4096
 
-
-@singledispatch
 def _frozen_data_states(graph: Graph) -> Tensor | None:
-    """Bool `[S]`: data states that no other state jumps into (their reverse rates are 0).
+    """Bool `[S]`: the graph's frozen states (`Graph.frozen_states`) that are data states.
 
-    A position in such a state never moves in the reverse chain (nor in the analytic step,
-    whose kernel row `P[x, :]` is then one-hot), so the samplers skip it. `None`: no such state.
+    A position in one never moves in any step, so the loop skips it. A non-data state is never
+    skipped: the denoise step must move it to a data token (or fail loudly if it cannot).
+    `None`: no such state.
     """
-    if graph.num_states > _DENSE_INSPECTION_LIMIT:
-        return None
-    q = graph.rate_matrix(torch.float64)
-    inflow = (q - torch.diag(torch.diagonal(q))).gt(0).any(dim=1)  # Q[x, y] > 0 for some y != x
-    frozen = ~inflow
-    frozen[graph.num_tokens :] = False
+    frozen = graph.frozen_states() & (torch.arange(graph.num_states) < graph.num_tokens)
     return frozen if bool(frozen.any()) else None
-
-
-@_frozen_data_states.register
-def _(graph: UniformGraph) -> Tensor | None:
-    return None
-
-
-@_frozen_data_states.register
-def _(graph: AbsorbingGraph) -> Tensor | None:
-    return torch.arange(graph.num_states) < graph.num_tokens
 
 
 def _positive_int(value: int, name: str) -> int:

@@ -40,6 +40,7 @@ __all__ = [
     "SamplerFactory",
     "ToyScore",
     "check_chapman_kolmogorov",
+    "check_frozen_states",
     "check_generic_members",
     "check_graph",
     "check_graph_arguments",
@@ -111,9 +112,10 @@ def check_graph(
     - `check_limit`: $Q\pi = 0$, $\sum_i \pi_i = 1$, `sample_limit` frequencies;
     - `check_sample_transition` at each of `sigmas`: a chi-square test of `num_draws` draws
       per data token against the dense kernel;
-    - `check_reverse_rates` and `check_staggered_score` (at the positive `sigmas`) against their
-      dense definitions, and `check_generic_members`: every member equals the generic `Graph`
-      default computed from `rate_matrix()` (what an O(S) override must satisfy);
+    - `check_reverse_rates`, `check_frozen_states` and `check_staggered_score` (at the positive
+      `sigmas`) against their dense definitions, and `check_generic_members`: every member
+      equals the generic `Graph` default computed from `rate_matrix()` (what an O(S) override
+      must satisfy);
     - `check_graph_arguments`: bad tokens and a badly shaped or negative sigma raise `ValueError`.
 
     The references are dense `S x S` matrices: check a small instance of your graph (S up to a
@@ -161,6 +163,7 @@ def check_graph(
     for sigma in sigmas:
         check_sample_transition(graph, sigma, num_draws=num_draws, seed=seed)
     check_reverse_rates(graph, seed=seed, **close)
+    check_frozen_states(graph)
     for sigma in positive:
         check_staggered_score(graph, sigma, seed=seed, **close)
     for sigma in sigmas:
@@ -360,6 +363,26 @@ def check_reverse_rates(
         raise it.fail("reverse rates", "reverse_rates(x, score) modified score")
 
 
+def check_frozen_states(graph: Graph) -> None:
+    """`frozen_states()` is a bool `[S]` marking exactly the states no other state jumps into:
+    the rows of `Q` without a positive off-diagonal entry."""
+    it = _Subject(graph)
+    out = graph.frozen_states()
+    if not isinstance(out, Tensor) or out.dtype != torch.bool or out.shape != (graph.num_states,):
+        raise it.fail("frozen states", f"frozen_states() is {_describe(out)}, not [S] torch.bool")
+    q = graph.rate_matrix(F64)
+    expected = ~(q - torch.diag(torch.diagonal(q))).gt(0).any(dim=1)
+    wrong = out.cpu() != expected
+    if bool(wrong.any()):
+        k = int(wrong.nonzero()[0])
+        raise it.fail(
+            "frozen states",
+            f"frozen_states()[{k}] is {bool(out[k])}, but state {k} "
+            f"{'receives no' if bool(expected[k]) else 'receives'} jumps from other states "
+            "(row Q[x, :] off the diagonal)",
+        )
+
+
 def check_staggered_score(
     graph: Graph, dsigma: float, *, seed: int = 4, atol: float = 1e-9, rtol: float = 1e-7
 ) -> None:
@@ -396,6 +419,13 @@ def check_generic_members(
     ]:
         fast, generic = getattr(graph, member)(*args), getattr(Graph, member)(graph, *args)
         it.close("generic members", what, fast, f"Graph.{member}", generic, (*_BLP, "y"))
+    frozen, generic_frozen = graph.frozen_states(), Graph.frozen_states(graph)
+    if not torch.equal(frozen.cpu(), generic_frozen):
+        raise it.fail(
+            "generic members",
+            f"frozen_states() = {frozen.tolist()} differs from Graph.frozen_states = "
+            f"{generic_frozen.tolist()}",
+        )
     pi, generic_pi = graph.limit_distribution(), Graph.limit_distribution(graph)
     what = "limit_distribution()"
     it.close("generic members", what, pi, "Graph.limit_distribution", generic_pi, ("x",), rtol=0.0)

@@ -128,6 +128,18 @@ def test_reverse_rates(name: str) -> None:
 
 
 @names
+def test_frozen_states(name: str) -> None:
+    contracts.check_frozen_states(GRAPHS[name])
+
+
+def test_frozen_states_of_the_shipped_graphs() -> None:
+    assert not UniformGraph(5).frozen_states().any()
+    assert AbsorbingGraph(3).frozen_states().tolist() == [True, True, True, False]
+    dense_absorbing = DenseGraph(AbsorbingGraph(3).rate_matrix(), num_tokens=3)
+    assert dense_absorbing.frozen_states().tolist() == [True, True, True, False]
+
+
+@names
 @pytest.mark.parametrize("dsigma", [1e-4, 0.05, 1.0])
 def test_staggered_score(name: str, dsigma: float) -> None:
     contracts.check_staggered_score(GRAPHS[name], dsigma)

@@ -34,6 +34,8 @@ PROBE = textwrap.dedent(
         out = call()
         assert out.shape == (b, length, graph.num_states) and out.dtype == torch.float32, name
         del out
+    frozen = graph.frozen_states()
+    assert frozen.shape == (graph.num_states,) and frozen.dtype == torch.bool
     score = torch.rand(b, length, graph.num_states, generator=g)
     out = graph.reverse_rates(x_t, score)
     del out
@@ -90,3 +92,9 @@ def test_gpt2_vocabulary_values(graph: UniformGraph | AbsorbingGraph) -> None:
         expected = expected * (VOCAB - 1) / VOCAB
     torch.testing.assert_close(move, expected.expand(1, 3), rtol=1e-4, atol=0)
     assert float(stay.min()) < 1.0
+
+
+def test_gpt2_vocabulary_frozen_states() -> None:
+    """The closed forms, not the generic default (which does not inspect graphs this large)."""
+    assert int(AbsorbingGraph(VOCAB).frozen_states().sum()) == VOCAB  # every data token
+    assert not UniformGraph(VOCAB).frozen_states().any()

@@ -107,6 +107,16 @@ class NoDiagonal(UniformGraph):
         return score * self.rates_in(x, dtype=score.dtype)
 
 
+class MaskFrozen(AbsorbingGraph):
+    def frozen_states(self) -> Tensor:
+        return torch.ones(self.num_states, dtype=torch.bool)  # MASK does receive jumps
+
+
+class FrozenUniform(UniformGraph):
+    def frozen_states(self) -> Tensor:
+        return torch.arange(self.num_states) == 0
+
+
 class UnstaggeredScore(AbsorbingGraph):
     def staggered_score(self, score: Tensor, dsigma: Tensor | float) -> Tensor:
         return score.clone()  # forgets exp(-dsigma Q)
@@ -195,6 +205,16 @@ def test_passes_correct_graphs() -> None:
             r"\* Q\[x, y\] \(y != x\), minus their sum at y = x by",
         ),
         (
+            lambda: contracts.check_frozen_states(MaskFrozen(3)),
+            r"^frozen states check failed .*: frozen_states\(\)\[3\] is True, but state 3 "
+            r"receives jumps from other states",
+        ),
+        (
+            lambda: contracts.check_generic_members(FrozenUniform(3), 0.3),
+            r"^generic members check failed .*: frozen_states\(\) = \[True, False, False\] "
+            r"differs from Graph\.frozen_states",
+        ),
+        (
             lambda: contracts.check_staggered_score(UnstaggeredScore(3), 0.5),
             r"^staggered score check failed .*: staggered_score\(score, dsigma=0\.5\) differs "
             r"from matrix_exp\(-dsigma Q\) @ score",
@@ -225,6 +245,8 @@ def test_passes_correct_graphs() -> None:
         "limit-not-stationary",
         "limit-draws-constant",
         "reverse-rates-no-diagonal",
+        "mask-frozen",
+        "frozen-state-off-generic",
         "unstaggered-score",
         "fast-path-off-generic",
         "unchecked-tokens",
