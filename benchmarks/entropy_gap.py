@@ -1,7 +1,7 @@
 """Table 1: the likelihood bound minus the exact entropy on synthetic sources, beside the exact
 NLL of an autoregressive model of the same size trained for the same steps.
 
-Sources (length 64, `ddiff.testing`): Markov chains over 4 (order 2), 20 and 30 tokens, and a
+Sources (length 64, `ddiff.data`): Markov chains over 4 (order 2), 20 and 30 tokens, and a
 promoter-like source (order-2 background over ACGT with a TTGACA box, a 15-19 spacer and a TATAAT
 box at random positions). Models: the absorbing, uniform and substitution-model (HKY85 for 4
 tokens, BLOSUM62-derived for 20) diffusion models and the autoregressive baseline, every one the
@@ -44,7 +44,7 @@ LABELS = {
 
 
 def source_of(name: str) -> Any:
-    from ddiff.testing import MarkovSource, PlantedMotifSource
+    from ddiff.data import MarkovSource, PlantedMotifSource
 
     if name == "markov4":
         return MarkovSource.random(4, LENGTH, seed=0, concentration=0.3, order=2)

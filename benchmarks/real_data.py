@@ -2,7 +2,7 @@
 
 For each recipe (`ddiff.recipes.dna`, `protein`, `text`) the diffusion model is exactly the
 recipe's default (its graph, schedule, network, optimiser, batch and step count, built with
-`ddiff.training.build_module` from the recipe's configuration, trained on the recipe's data and
+`ddiff.run.build_module` from the recipe's configuration, trained on the recipe's data and
 data module) and the baseline is a `CausalTransformer` of the same size trained by
 `AutoregressiveModule` on the same batches for the same number of steps (no time limit for
 either). Both are scored by `ddiff.eval.bits_per_token` on the recipe's held-out set: the bound
@@ -48,7 +48,7 @@ def recipe_of(name: str) -> Any:
 
 def heldout_of(name: str, config: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The held-out tokens `[N, L]` and real lengths, as the recipe's `evaluate` builds them."""
-    from ddiff.recipes._common import subsample
+    from ddiff.eval import subsample
 
     ev = config.evaluate
     if name == "protein":
@@ -64,7 +64,8 @@ def heldout_of(name: str, config: Any, data: Any) -> tuple[torch.Tensor, torch.T
 
 def run(args: argparse.Namespace) -> None:
     from ddiff.nets import CausalTransformer
-    from ddiff.training import AutoregressiveModule, build_module
+    from ddiff.run import build_module
+    from ddiff.training import AutoregressiveModule
 
     torch.set_num_threads(args.threads)
     for name in args.recipes:

@@ -62,7 +62,7 @@ def setting(name: str) -> dict[str, Any]:
     """Models, reference set and scoring of one source."""
     if name == "ecoli":
         from ddiff.recipes.dna import DnaRecipe
-        from ddiff.training import build_module
+        from ddiff.run import build_module
 
         recipe = DnaRecipe()
         config = recipe.default_config()

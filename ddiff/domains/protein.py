@@ -27,8 +27,8 @@ translated pseudogene or frame shift is not a protein). Alignment gaps `-` and `
 every policy: aligned input (A2M/A3M, aligned FASTA, Stockholm) is not supported; remove the gaps
 and read the unaligned sequences. Digits and every other letter raise too.
 
-**Variable lengths.** Proteins have different lengths. `ddiff.training.data.TokenDataModule`
-batches them by padding every sequence at the end to a fixed length with a pad token that the
+**Variable lengths.** Proteins have different lengths. `ddiff.data.TokenDataset` (which the
+training data module `ddiff.training.TokenDataModule` serves) batches them by padding every sequence at the end to a fixed length with a pad token that the
 model learns as data (so it also learns where a protein ends); use `PAD_TOKEN` (20, one past the
 residues) with a graph of `num_tokens = 21` data tokens, e.g.
 `TokenDataModule(load_uniprot("train"), load_uniprot("heldout"), length=MAX_LENGTH,
@@ -234,8 +234,8 @@ def pad_sequences(
 ) -> Tensor:
     """Pad variable-length token sequences at the end to one length.
 
-    This is the layout `ddiff.training.data.TokenDataModule` trains on (it pads the same way);
-    use it to score or condition on proteins without the training package.
+    This is the layout `ddiff.data.TokenDataset` gives the training data module (it pads the
+    same way); use it to score or condition on proteins without the training package.
 
     Args:
         sequences: 1-D token tensors, each at most `length` long.

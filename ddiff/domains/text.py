@@ -10,7 +10,7 @@ the State of the Union corpus below; see `domains/text/README.md` in the reposit
 
 **One special token**, `EOT = "<|endoftext|>"` (id `EOT_ID = 0`), ends a document when
 documents are packed into one stream (`pack_windows`); it can also serve as the padding token
-of `ddiff.training.data.TokenDataModule`. It is never produced by `encode`: the literal text
+of `ddiff.data.TokenDataset`. It is never produced by `encode`: the literal text
 `"<|endoftext|>"` inside a document is encoded as ordinary bytes, so that a document cannot
 forge a boundary. `decode` renders the token as its literal text unless
 `skip_special_tokens=True`.
@@ -18,18 +18,17 @@ forge a boundary. `decode` renders the token as its literal text unless
 **Documents and windows.** The addresses are long (2,000 to 55,000 tokens), so a model is
 trained on fixed-length windows, not on whole padded documents: `pack_windows` concatenates
 documents, each followed by `EOT`, and cuts the stream into windows (the incomplete tail is
-dropped). The windows go to the training data module as fixed-length data (no padding):
+dropped). The windows are fixed-length data (no padding):
 
 ```python
-from ddiff.training.data import TokenDataModule
+from ddiff.data import TokenDataset
 
-dm = TokenDataModule(
-    load_sotu_windows("train", 256),
-    load_sotu_windows("heldout", 256),
-    batch_size=32,
-    num_tokens=VOCAB_SIZE,
-)
+train = TokenDataset(load_sotu_windows("train", 256), num_tokens=VOCAB_SIZE, name="train")
 ```
+
+and the training data module (`ddiff.training.TokenDataModule`) takes the same arrays:
+`TokenDataModule(load_sotu_windows("train", 256), load_sotu_windows("heldout", 256),
+batch_size=32, num_tokens=VOCAB_SIZE)`.
 
 An absorbing graph over this vocabulary has `VOCAB_SIZE + 1` states (the graph adds MASK;
 the tokenizer does not).

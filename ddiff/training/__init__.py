@@ -1,6 +1,7 @@
-"""Training with Lightning: the module, the data, checkpoints, and the pretrained format.
+"""Training with Lightning: the modules, the data module, the EMA and atomic checkpoints.
 
-The only subpackage that imports `lightning`. The pieces take objects, not configurations:
+The only subpackage that imports `lightning` (with `ddiff.run` and the recipes above it), and it
+never imports `ddiff.config`: the pieces take objects, not configurations:
 
 - `DiffusionModule(graph, schedule, net, OptimSettings(...))`: score-entropy training with
   stratified times, AdamW, warm-up, clipping and an EMA; validation reports the likelihood
@@ -11,9 +12,10 @@ The only subpackage that imports `lightning`. The pieces take objects, not confi
 - `TokenDataModule(train, val, batch_size=...)`: fixed-length windows or variable-length
   sequences (padded with a pad token to a fixed length), resumable order, DDP-aware.
 - `AtomicCheckpointIO`: checkpoints written atomically and read with `weights_only=True`.
-- `save_pretrained` / `load_pretrained`: safetensors weights plus `config.json`.
-- `train(config, run_dir)`, `build_trainer`, `build_module`: the same from a `ddiff.config.RunConfig`;
-  `python -m ddiff.training --config run.yaml --run-dir runs/x [--resume]` on the command line.
+
+From a configuration: `ddiff.run.train(config, run_dir)` (with `build_trainer`, `build_module`;
+`python -m ddiff.run --config run.yaml --run-dir runs/x [--resume]` on the command line), and
+`ddiff.pretrained.save_pretrained` / `load_pretrained` for the safetensors export.
 """
 
 from ddiff.training.autoregressive import AutoregressiveModule
@@ -22,8 +24,6 @@ from ddiff.training.data import TokenBatch, TokenDataModule, TokenDataset, windo
 from ddiff.training.ema import EMA
 from ddiff.training.module import DiffusionModule
 from ddiff.training.optim import OptimSettings
-from ddiff.training.pretrained import Pretrained, load_pretrained, save_pretrained
-from ddiff.training.run import build_module, build_trainer, train
 
 __all__ = [
     "EMA",
@@ -31,14 +31,8 @@ __all__ = [
     "AutoregressiveModule",
     "DiffusionModule",
     "OptimSettings",
-    "Pretrained",
     "TokenBatch",
     "TokenDataModule",
     "TokenDataset",
-    "build_module",
-    "build_trainer",
-    "load_pretrained",
-    "save_pretrained",
-    "train",
     "windows",
 ]

@@ -25,7 +25,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     **Reads** use `torch.load(weights_only=True)`: tensors, numbers, strings and containers
     only, so a checkpoint cannot run code when it is loaded. Lightning checkpoints are still
     pickle files; resume only from checkpoints of your own runs, and share weights with
-    `ddiff.training.save_pretrained` (safetensors) instead.
+    `ddiff.pretrained.save_pretrained` (safetensors) instead.
 
     Pass it to the Trainer: `Trainer(plugins=[AtomicCheckpointIO()])`. Local paths only.
 

@@ -11,6 +11,7 @@ import torch
 from ddiff.config import TrainConfig
 from ddiff.eval import bits_per_token
 from ddiff.nets import CausalTransformer
+from ddiff.run import build_trainer
 from ddiff.testing import MarkovSource
 from ddiff.training import (
     AtomicCheckpointIO,
@@ -18,7 +19,6 @@ from ddiff.training import (
     OptimSettings,
     TokenBatch,
     TokenDataModule,
-    build_trainer,
 )
 from tests.training.conftest import tiny_module, tiny_net
 

@@ -25,7 +25,8 @@ import torch
 from safetensors.torch import load_file
 
 from ddiff.losses import sample_times
-from ddiff.training import TokenBatch, build_module
+from ddiff.run import build_module
+from ddiff.training import TokenBatch
 from ddiff.training._seeding import TRAIN_NOISE, TRAIN_TIMES, keyed_generator
 from tests.training.tiny_run import tiny_config
 

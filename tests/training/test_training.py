@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from ddiff.config import RunConfig
+from ddiff.pretrained import load_pretrained
+from ddiff.run import main, train
 from ddiff.testing import MarkovSource
-from ddiff.training import AtomicCheckpointIO, load_pretrained, train
-from ddiff.training.__main__ import main
+from ddiff.training import AtomicCheckpointIO
 from tests.training.tiny_run import QUIET, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

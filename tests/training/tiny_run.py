@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     import lightning as L
     from safetensors.torch import save_file
 
-    from ddiff.training import train
+    from ddiff.run import train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir")

@@ -1,4 +1,4 @@
-"""save_pretrained / load_pretrained: safetensors plus config.json, and clear mismatch errors."""
+"""`ddiff.pretrained`: safetensors plus config.json, clear mismatch errors, scoring from a path."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from ddiff.config import RunConfig
+from ddiff.eval import bits_per_token
+from ddiff.pretrained import bits_per_token_from_path, load_pretrained, save_pretrained
+from ddiff.run import build_module
 from ddiff.samplers import EulerSampler
-from ddiff.training import build_module, load_pretrained, save_pretrained
 
 
 def config(num_tokens: int = 4, dim: int = 32) -> RunConfig:
@@ -102,3 +104,14 @@ def test_config_json_is_plain_json(tmp_path: Path) -> None:
     save_pretrained(trained(cfg), tmp_path, cfg)
     data = json.loads((tmp_path / "config.json").read_text())
     assert data["graph"] == {"kind": "absorbing", "num_tokens": 4}
+
+
+def test_bits_per_token_from_path_is_the_estimate_of_the_loaded_model(tmp_path: Path) -> None:
+    cfg = config()
+    save_pretrained(trained(cfg), tmp_path, cfg)
+    x, lengths = torch.randint(4, (6, 5)), torch.tensor([5, 4, 3, 5, 2, 1])
+    from_path = bits_per_token_from_path(tmp_path, x, lengths=lengths, num_t=4, seed=1)
+    loaded = bits_per_token(load_pretrained(tmp_path), x, lengths=lengths, num_t=4, seed=1)
+    assert from_path.as_dict() == loaded.as_dict()
+    with pytest.raises(TypeError, match="bits_per_token_from_path"):
+        bits_per_token(str(tmp_path), x)  # eval takes objects only; the message says what to do

@@ -1,22 +1,34 @@
-"""Train from a `RunConfig`: the Trainer, checkpoints, resumption and the pretrained export."""
+"""Train from a `RunConfig`: the Trainer, checkpoints, resumption and the pretrained export.
+
+The composition of `ddiff.config` (which builds the objects) and `ddiff.training` (which takes
+them), and the command line:
+
+```console
+$ python -m ddiff.run --config run.yaml --run-dir runs/x [--resume] [--set key=value ...]
+```
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from ddiff.config import RunConfig, TrainConfig
-from ddiff.training.checkpoint import AtomicCheckpointIO
-from ddiff.training.module import DiffusionModule
-from ddiff.training.pretrained import CONFIG_NAME, save_pretrained
+from ddiff.pretrained import CONFIG_NAME, save_pretrained
+from ddiff.training import AtomicCheckpointIO, DiffusionModule
+
+__all__ = ["build_module", "build_trainer", "main", "train"]
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -178,3 +190,47 @@ class _SaveConfig(Callback):
 
 def _saved_at(callback: ModelCheckpoint) -> int:
     return int(getattr(callback, "_last_global_step_saved", -1))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m ddiff.run`: train from a YAML run file; returns the exit code (2: bad input)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ddiff.run",
+        description="Train a ddiff score network from a YAML run file.",
+    )
+    parser.add_argument(
+        "--config", required=True, help="YAML run file (see ddiff.config.RunConfig)"
+    )
+    parser.add_argument(
+        "--run-dir", required=True, help="directory for checkpoints, logs and weights"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from RUN_DIR/checkpoints/last.ckpt if present",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key, e.g. --set train.max_steps=400 (VALUE is parsed as YAML)",
+    )
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    try:
+        config = RunConfig.from_yaml(args.config, overrides)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    train(config, args.run_dir, resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,11 @@
-"""Share trained weights safely: safetensors plus the resolved configuration as JSON."""
+"""Share trained weights safely: safetensors plus the resolved configuration as JSON.
+
+ddiff's own format: a directory with `model.safetensors` (raw tensors, no pickle; its header
+records the graph the weights were trained for) and `config.json` (the `ddiff.config.RunConfig`
+that builds the network, graph and schedule). `save_pretrained` writes one, `load_pretrained`
+builds the objects back, and `bits_per_token_from_path` scores held-out data with a saved model
+in one call (`ddiff.eval.bits_per_token` itself takes objects only).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,25 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
-from torch import nn
+from torch import Tensor, nn
 
 from ddiff.config import RunConfig
+from ddiff.eval import LikelihoodEstimate, bits_per_token
 from ddiff.graphs import Graph
 from ddiff.io import atomic_path
 from ddiff.samplers import Sampler
 from ddiff.schedules import NoiseSchedule
+from ddiff.training import DiffusionModule
 from ddiff.training._signature import check_same_graph, graph_signature
-from ddiff.training.module import DiffusionModule
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "Pretrained",
+    "bits_per_token_from_path",
+    "load_pretrained",
+    "save_pretrained",
+]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -40,7 +57,7 @@ class Pretrained:
 
         >>> import tempfile, torch
         >>> from ddiff.config import RunConfig
-        >>> from ddiff.training import load_pretrained, save_pretrained
+        >>> from ddiff.pretrained import load_pretrained, save_pretrained
         >>> config = RunConfig.model_validate({
         ...     "graph": {"kind": "uniform", "num_tokens": 4}, "schedule": {"kind": "loglinear"},
         ...     "net": {"kind": "transformer", "preset": "tiny"}, "train": {"max_steps": 1},
@@ -162,3 +179,53 @@ def load_pretrained(
     except RuntimeError as e:
         raise ValueError(f"{weights} does not fit the network of {config_file.name}: {e}") from e
     return Pretrained(net=net.to(device).eval(), graph=graph, schedule=schedule, config=config)
+
+
+def bits_per_token_from_path(
+    directory: str | os.PathLike[str],
+    tokens: Tensor,
+    *,
+    lengths: Tensor | None = None,
+    num_t: int = 16,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> LikelihoodEstimate:
+    """Bits per real token of `tokens` under the model saved in `directory` (its bound).
+
+    `bits_per_token(load_pretrained(directory, device), tokens, ...)`: the same estimate, the
+    same arguments, for a `save_pretrained` directory (or a run's `run_dir/pretrained`).
+
+    Args:
+        directory: a directory written by `save_pretrained`.
+        tokens: `[N, L]` token ids, padded to a common length if needed.
+        lengths: `[N]` real tokens of each sequence (default: L each).
+        num_t: time samples per sequence for the Monte Carlo bound.
+        seed: seed of the bound's time and noise draws.
+        batch_size: (sequence, time) pairs per forward pass.
+        device: where to load the weights and run the network.
+
+    Raises:
+        FileNotFoundError, ValueError: as `load_pretrained` and `ddiff.eval.bits_per_token`.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from ddiff.config import RunConfig
+        >>> config = RunConfig.model_validate({
+        ...     "graph": {"kind": "uniform", "num_tokens": 4}, "schedule": {"kind": "loglinear"},
+        ...     "net": {"kind": "transformer", "preset": "tiny"}, "train": {"max_steps": 1},
+        ... })
+        >>> _ = torch.manual_seed(0)
+        >>> net = config.net.build(config.graph.build())
+        >>> x = torch.randint(4, (8, 6))
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     _ = save_pretrained(net, directory, config)
+        ...     from_path = bits_per_token_from_path(directory, x, num_t=4)
+        ...     loaded = bits_per_token(load_pretrained(directory), x, num_t=4)
+        >>> from_path.bits_per_token == loaded.bits_per_token, from_path.num_sequences
+        (True, 8)
+    """
+    model = load_pretrained(directory, device)
+    return bits_per_token(
+        model, tokens, lengths=lengths, num_t=num_t, seed=seed, batch_size=batch_size
+    )
