@@ -203,8 +203,8 @@ class Condition:
                 if other is not None and tokens[pos] != token:
                     raise ValueError(
                         f"{other.describe()} and {motif.describe()} overlap and disagree at "
-                        f"sequence position {pos} (token {tokens[pos]} vs {token}); remove or "
-                        "move one of them"
+                        f"sequence position {pos} (token {tokens[pos]} vs {token}): "
+                        f"{motif.describe()} overlaps {other.describe()}; remove or move one of them"
                     )
                 tokens[pos], owner[pos] = token, motif
         mask = torch.tensor([o is not None for o in owner], dtype=torch.bool, device=device)

@@ -54,6 +54,7 @@ __all__ = [
     "CoordinateSplit",
     "SequenceRecord",
     "SplitRegions",
+    "WindowSplit",
     "coordinate_regions",
     "decode",
     "encode",
@@ -61,8 +62,10 @@ __all__ = [
     "random_reverse_complement",
     "read_fasta",
     "read_genbank",
+    "read_pwm_consensus",
     "reverse_complement",
     "split_by_coordinate",
+    "split_windows",
     "windows",
     "write_fasta",
 ]
@@ -500,3 +503,135 @@ def load_promoters(split: Literal["train", "heldout"]) -> Tensor:
     with importlib.resources.as_file(resource) as path:
         records = read_fasta(path, ambiguous="error")
     return torch.stack([r.tokens for r in records])
+
+
+@dataclass(frozen=True)
+class WindowSplit:
+    """Training and held-out windows cut from several records.
+
+    Attributes:
+        train: `[num_train, length]` training windows.
+        heldout: `[num_heldout, length]` held-out windows.
+        split: how they were split: `"records"` or `"coordinates"`.
+        usable_records: how many records were at least one window long.
+    """
+
+    train: Tensor
+    heldout: Tensor
+    split: Literal["records", "coordinates"]
+    usable_records: int
+
+
+def split_windows(
+    records: Sequence[SequenceRecord],
+    length: int,
+    *,
+    stride: int | None = None,
+    split: Literal["auto", "records", "coordinates"] = "auto",
+    heldout_fraction: float = 0.1,
+    seed: int = 0,
+) -> WindowSplit:
+    """Cut windows from sequence records and hold some out, with no window on both sides.
+
+    Records shorter than one window are skipped. `split="records"` holds out a seeded random
+    `heldout_fraction` of the records (all their windows); `"coordinates"` holds out the last
+    `heldout_fraction` of each record's coordinates, one window length away from its training
+    windows (`split_by_coordinate`; a record too short for that trains whole); `"auto"` splits
+    by records when at least 10 records are usable, else by coordinates (e.g. one genome).
+
+    Args:
+        records: the records (`read_fasta`).
+        length: window length.
+        stride: distance between window starts within a record (default `length`).
+        split: `"auto"`, `"records"` or `"coordinates"`.
+        heldout_fraction: the share held out, in (0, 1).
+        seed: seeds the choice of held-out records.
+
+    Returns:
+        The windows and how they were split.
+
+    Raises:
+        ValueError: if no record is one window long, a split by records has fewer than two
+            usable records, or no held-out window fits.
+
+    Example:
+        >>> genome = torch.randint(0, 4, (1000,), generator=torch.Generator().manual_seed(0))
+        >>> s = split_windows([SequenceRecord("chr", genome)], 50)
+        >>> s.split, s.train.shape, s.heldout.shape
+        ('coordinates', torch.Size([17, 50]), torch.Size([2, 50]))
+    """
+    stride = stride or length
+    usable = [r for r in records if r.tokens.numel() >= length]
+    if not usable:
+        longest = max((r.tokens.numel() for r in records), default=0)
+        raise ValueError(
+            f"no record is at least length={length} bases long (the longest has {longest})"
+        )
+    if split == "auto":
+        split = "records" if len(usable) >= 10 else "coordinates"
+    train: list[Tensor] = []
+    heldout: list[Tensor] = []
+    if split == "records":
+        if len(usable) < 2:
+            raise ValueError(
+                f"a split by records needs at least 2 records of >= {length} bases; use "
+                "split='coordinates'"
+            )
+        order = np.random.default_rng(seed).permutation(len(usable))
+        num_held = min(max(1, round(heldout_fraction * len(usable))), len(usable) - 1)
+        held = set(order[:num_held].tolist())
+        for i, r in enumerate(usable):
+            (heldout if i in held else train).append(windows(r.tokens, length, stride).clone())
+    else:
+        for r in usable:
+            try:
+                s = split_by_coordinate(r.tokens, length, stride, heldout_fraction)
+            except ValueError:  # too short to hold out a block: all of it trains
+                train.append(windows(r.tokens, length, stride).clone())
+                continue
+            train.append(s.train)
+            heldout.append(s.heldout)
+    if not heldout:
+        raise ValueError(
+            "no held-out window: the records are too short for a coordinate split with "
+            f"windows of {length}; give more or longer records"
+        )
+    empty = torch.zeros(0, length, dtype=torch.long)
+    x_train = torch.cat(train) if train else empty
+    return WindowSplit(x_train, torch.cat(heldout), split, len(usable))
+
+
+def read_pwm_consensus(path: str | Path) -> str:
+    """The consensus of the first position weight matrix in a JASPAR or `.pfm` file.
+
+    Read with `Bio.motifs` (format from the suffix: `.pfm`, `.sites`, else JASPAR).
+
+    Args:
+        path: the matrix file.
+
+    Returns:
+        The consensus as upper-case `ACGT` letters.
+
+    Raises:
+        ValueError: naming the file, if it is missing, unreadable, holds no matrix, or its
+            consensus is not `ACGT`.
+    """
+    from Bio import motifs
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such file {path}")
+    fmt = {".pfm": "pfm", ".sites": "sites"}.get(path.suffix.lower(), "jaspar")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            found = list(motifs.parse(handle, fmt))
+    except (ValueError, KeyError, IndexError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path} is not a {fmt.upper()} motif file ({' '.join(str(err).split())})"
+        ) from err
+    if not found:
+        raise ValueError(f"{path} holds no motif")
+    consensus = str(found[0].consensus).upper()
+    if not consensus or set(consensus) - set(DNA_ALPHABET):
+        raise ValueError(f"{path}: the motif's consensus {consensus!r} is not ACGT")
+    return consensus

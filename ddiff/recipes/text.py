@@ -41,47 +41,29 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from ddiff.config import (
-    AbsorbingGraphConfig,
-    AdamWConfig,
-    EulerSamplerConfig,
-    GraphConfig,
-    LogLinearScheduleConfig,
-    NetConfig,
-    OptimConfig,
-    SamplerConfig,
-    ScheduleConfig,
-    TrainConfig,
-    TransformerNetConfig,
-)
-from ddiff.eval.likelihood import bits_per_token
-from ddiff.recipes._cli import Context, DataSplit, Recipe, Segment
-from ddiff.recipes._common import (
-    FIGURE_DIR,
-    METRICS_FILE,
-    REPORT_FILE,
+from ddiff.conditioning import Motif
+from ddiff.config import AbsorbingGraphConfig, GraphConfig, TrainConfig
+from ddiff.domains import text
+from ddiff.eval import text_metrics
+from ddiff.eval.statistics import subsample
+from ddiff.recipes import report
+from ddiff.recipes.cli import Recipe
+from ddiff.recipes.config import (
     ConfigPath,
     EvaluateConfig,
     GenerateConfig,
-    MarkovChain,
     RecipeConfig,
     RecipeError,
-    RuntimeConfig,
-    _Section,
-    paired_difference,
-    read_json,
-    read_tokens,
-    read_training_logs,
-    sha256_file,
-    subsample,
-    write_json,
-    write_text,
+    Section,
+    cpu_training,
 )
+from ddiff.recipes.rundir import sha256_file
+from ddiff.recipes.task import DataSplit, Evaluation, MarkovBaseline, Role, Task, encoded_motif
 
-VOCAB = 2048
+VOCAB = text.VOCAB_SIZE
 
 
-class TextDataConfig(_Section):
+class TextDataConfig(Section):
     """Where the text comes from and how it is cut.
 
     Attributes:
@@ -96,14 +78,14 @@ class TextDataConfig(_Section):
     heldout_fraction: float = Field(default=0.1, gt=0, lt=1)
 
 
-class SpanConfig(_Section):
+class SpanConfig(Section):
     """Text whose tokens are fixed from a token position."""
 
     text: str
     position: int
 
 
-class TextInfillConfig(_Section):
+class TextInfillConfig(Section):
     """A prompt at the start and spans elsewhere, kept fixed by `infill`."""
 
     prompt: str | None = "Mr. Speaker, Mr. Vice President, Members of the Congress:"
@@ -120,33 +102,18 @@ class TextRecipeConfig(RecipeConfig):
 
     recipe: str = "text"
     graph: GraphConfig = AbsorbingGraphConfig(num_tokens=VOCAB)
-    schedule: ScheduleConfig = LogLinearScheduleConfig(eps=0.0)
-    net: NetConfig = TransformerNetConfig(dim=64, depth=2, heads=2, cond_dim=64)
-    optim: OptimConfig = AdamWConfig(lr=1e-3, warmup_steps=100, ema_decay=0.995)
-    train: TrainConfig = TrainConfig(
-        max_steps=1500,
-        batch_size=32,
-        val_batch_size=128,
-        val_every_n_steps=300,
-        val_num_t=2,
-        limit_val_batches=2,
-        checkpoint_every_n_steps=300,
-        log_every_n_steps=10,
-        accelerator="cpu",
-        devices=1,
-    )
-    sampling: SamplerConfig = EulerSamplerConfig(steps=128)
-    runtime: RuntimeConfig = RuntimeConfig(threads=1, train_time_limit_s=300.0)
+    train: TrainConfig = cpu_training(1500, every=300, limit_val_batches=2)
     generate: GenerateConfig = GenerateConfig(num_samples=64, batch_size=64)
     evaluate: EvaluateConfig = EvaluateConfig(num_t=8, max_heldout=256)
     data: TextDataConfig = TextDataConfig()
     infill: TextInfillConfig = TextInfillConfig()
 
 
-class TextRecipe(Recipe[TextRecipeConfig]):
-    """`python -m ddiff.recipes.text`: see the module docstring."""
+class TextTask(Task[TextRecipeConfig]):
+    """Windows of BPE tokens; see the module docstring."""
 
     name = "text"
+    title = "Text"
     description = (
         "Train a discrete diffusion model on text (default: State of the Union addresses), "
         "sample, fill in around a prompt and a span, evaluate against baselines and write a "
@@ -154,118 +121,147 @@ class TextRecipe(Recipe[TextRecipeConfig]):
     )
     config_type = TextRecipeConfig
     num_tokens = VOCAB
+    uniform_bits = math.log2(VOCAB)
+    baseline = MarkovBaseline("bigram", "bigram", order=1, alpha=0.05)
     sample_suffix = ".txt"
     graph_choices: ClassVar[dict[str, dict[str, Any]]] = {
         "absorbing": {"kind": "absorbing", "num_tokens": VOCAB},
         "uniform": {"kind": "uniform", "num_tokens": VOCAB},
     }
     data_help = 'UTF-8 text file (.txt: one document; .jsonl: one {"text": ...} per line)'
-
-    def __init__(self) -> None:
-        self._data_cache: dict[str, DataSplit] = {}
+    motif_option = ("--span", "TEXT@POS", "infill.spans")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--prompt", help="text fixed at the start of every infilled sample")
-        parser.add_argument(
-            "--span",
-            dest="spans",
-            action="append",
-            metavar="TEXT@POS",
-            help="text fixed from token position POS (repeatable)",
-        )
+
+    def motif_entry(self, value: str, position: int, source: str) -> dict[str, Any]:
+        return {"text": value, "position": position}
 
     def configure(self, config: TextRecipeConfig, args: argparse.Namespace) -> TextRecipeConfig:
-        overrides: dict[str, Any] = {}
-        if args.data is not None:
-            overrides["data.path"] = str(args.data)
-        if args.prompt is not None:
-            overrides["infill.prompt"] = args.prompt or None
-        if args.spans:
-            spans = []
-            for text in args.spans:
-                value, sep, position = text.rpartition("@")
-                if not sep or not value:
-                    raise RecipeError(f"--span {text}: expected TEXT@POSITION")
-                try:
-                    spans.append({"text": value, "position": int(position)})
-                except ValueError:
-                    raise RecipeError(
-                        f"--span {text}: position {position!r} is not an integer"
-                    ) from None
-            overrides["infill.spans"] = spans
-        return config.with_overrides(overrides, "command-line options") if overrides else config
+        if args.prompt is None:
+            return config
+        return config.with_overrides({"infill.prompt": args.prompt or None}, "--prompt")
 
     # -- data --
 
     def load_data(self, config: TextRecipeConfig) -> DataSplit:
-        key = config.data.model_dump_json()
-        if key not in self._data_cache:
-            cfg = config.data
-            split = _shipped(cfg) if cfg.path is None else _from_file(cfg)
-            split.provenance.update(
-                num_train=int(split.train.shape[0]), num_heldout=int(split.heldout.shape[0])
-            )
-            self._data_cache[key] = split
-        return self._data_cache[key]
+        cfg = config.data
+        if cfg.path is not None:
+            return _file_split(cfg)
+        provenance = {
+            "source": "shipped: State of the Union addresses since 1946 (ddiff.domains.text)",
+            "split": "by address (domains/text/README.md)",
+            "length": cfg.length,
+        }
+        train = text.load_sotu_windows("train", cfg.length)
+        return DataSplit(train, text.load_sotu_windows("heldout", cfg.length), provenance)
 
-    def datamodule(self, config: TextRecipeConfig, data: DataSplit) -> Any:
-        from ddiff.training import TokenDataModule
+    # -- infill and samples --
 
-        return TokenDataModule(
-            data.train,
-            data.heldout,
-            batch_size=config.train.batch_size,
-            val_batch_size=config.train.val_batch_size,
-            num_tokens=VOCAB,
-            seed=config.train.seed,
-            num_workers=config.train.num_workers,
-        )
-
-    def sample_length(self, config: TextRecipeConfig) -> int:
-        return config.data.length
-
-    def segments(self, config: TextRecipeConfig) -> list[Segment]:
-        from ddiff.domains.text import encode
-
-        out = []
+    def motifs(self, config: TextRecipeConfig) -> list[Motif]:
         pieces = [] if config.infill.prompt is None else [("--prompt", config.infill.prompt, 0)]
         pieces += [
             (f"span {s.text!r}@{s.position}", s.text, s.position) for s in config.infill.spans
         ]
-        for source, text, position in pieces:
-            try:
-                tokens = encode(text)
-            except ValueError as err:
-                raise RecipeError(f"{source}: {err}") from err
-            out.append(Segment(tuple(tokens.tolist()), position, text, source))
-        return out
+        return [encoded_motif(text.encode, t, position, source) for source, t, position in pieces]
 
-    def write_samples(self, path: Path, tokens: Tensor, prefix: str) -> None:
-        from ddiff.domains.text import decode
+    def decode(self, tokens: Sequence[int] | Tensor) -> str:
+        return text.decode(torch.as_tensor(tokens))
 
-        blocks = [f"### {prefix} {i}\n{decode(row)}\n" for i, row in enumerate(tokens)]
+    def write_samples(self, path: Path, rows: Tensor, prefix: str) -> None:
+        blocks = [f"### {prefix} {i}\n{text.decode(row)}\n" for i, row in enumerate(rows)]
         path.write_text("\n".join(blocks), encoding="utf-8")
 
-    def evaluate(self, ctx: Context[TextRecipeConfig]) -> None:
-        evaluate_text(self, ctx)
+    # -- evaluation --
+
+    def metric_reference(self, train: Any) -> list[str]:
+        return _texts(train)
+
+    def set_metrics(self, seqs: Any, heldout: Any, reference: Any, role: Role) -> dict[str, Any]:
+        texts = [t if t.strip() else "." for t in _texts(seqs)]
+        return {
+            "num": int(seqs.shape[0]),
+            **{f"distinct_{n}": text_metrics.distinct_n(texts, n) for n in (1, 2, 3, 4)},
+            "novel_4gram_rate": text_metrics.novel_ngram_rate(texts, reference, 4),
+            "unigram_entropy": text_metrics.unigram_entropy(texts),
+            "token_distinct_1": text_metrics.distinct_n(seqs, 1),
+        }
+
+    def reference_set(self, heldout: Any, num: int, seed: int) -> Tensor:
+        return heldout[torch.as_tensor(subsample(heldout.shape[0], num, seed))]
+
+    def likelihood_extras(self, ev: Evaluation, likelihood: dict[str, Any]) -> None:
+        """Bits per character of the bound and of the bigram chain."""
+        heldout = ev.heldout
+        characters = text.count_characters(heldout)
+        total_nats = float(ev.bound.per_sequence.sum()) * heldout.shape[1] * math.log(2.0)
+        bpc = text.bits_per_character(total_nats, characters)
+        likelihood["diffusion_bound"]["bits_per_character"] = bpc
+        bigram = likelihood[f"{self.baseline.key}_nll"]
+        bigram["bits_per_character"] = bigram["bits_per_token"] * (heldout.numel() / characters)
+        likelihood["characters"] = characters
+
+    def infill_metrics(self, ev: Evaluation) -> dict[str, Any]:
+        assert ev.infill is not None
+        return {"metrics": self.set_metrics(ev.infill, ev.heldout, _texts(ev.train), "samples")}
+
+    # -- report --
+
+    def metric_rows(self, metrics: dict[str, Any]) -> list[list[Any]]:
+        keys = [
+            *[(f"distinct_{n}", f"distinct-{n} (words)") for n in (1, 2, 3, 4)],
+            ("novel_4gram_rate", "novel word 4-grams vs training"),
+            ("unigram_entropy", "unigram entropy per text (bits, words)"),
+            ("token_distinct_1", "distinct-1 (tokens)"),
+        ]
+        return report.metric_rows(metrics["sets"], keys)
+
+    def report_lines(self, ev: Evaluation, metrics: dict[str, Any]) -> list[str]:
+        if ev.samples is None:
+            return []
+        lines = ["Unconditional samples (first two; ⏎ marks an end of document):", ""]
+        return lines + [f"> {_marked(row, [])}" for row in ev.samples[:2]] + [""]
+
+    def infill_lines(self, ev: Evaluation, metrics: dict[str, Any]) -> list[str]:
+        assert ev.infill is not None
+        spans = [span for _, span in ev.motifs]
+        lines = ["Examples (fixed text in bold):", ""]
+        return lines + [f"> {_marked(row, spans)}\n" for row in ev.infill[:3]]
+
+    def figures(self, ev: Evaluation, directory: Path) -> dict[str, tuple[str, str]]:
+        fig, ax = report.new_figure(7.0, 3.8)
+        width = 0.8 / len(ev.metrics)
+        for k, (name, values) in enumerate(ev.metrics.items()):
+            bars = [values[f"distinct_{n}"] for n in (1, 2, 3, 4)] + [values["novel_4gram_rate"]]
+            ax.bar(np.arange(5) + k * width, bars, width, color=report.set_colour(name), label=name)
+        ax.set_xticks(np.arange(5) + 0.4 - width / 2)
+        ax.set_xticklabels(
+            ["distinct-1", "distinct-2", "distinct-3", "distinct-4", "novel 4-grams"]
+        )
+        ax.set_title("diversity and novelty (words)")
+        return {"diversity": report.finish(fig, ax, directory / "diversity.png", "diversity")}
 
 
-def _shipped(cfg: TextDataConfig) -> DataSplit:
-    from ddiff.domains.text import load_sotu_windows
-
-    provenance = {
-        "source": "shipped: State of the Union addresses since 1946 (ddiff.domains.text)",
-        "split": "by address (domains/text/README.md)",
-        "length": cfg.length,
-    }
-    return DataSplit(
-        load_sotu_windows("train", cfg.length), load_sotu_windows("heldout", cfg.length), provenance
-    )
+def _texts(tokens: Tensor) -> list[str]:
+    return [text.decode(row, skip_special_tokens=True) for row in tokens]
 
 
-def _from_file(cfg: TextDataConfig, option: str = "--data") -> DataSplit:
-    from ddiff.domains.text import EOT_ID, encode
+def _marked(row: Tensor, spans: Sequence[tuple[int, int]]) -> str:
+    """The decoded row with the fixed spans in bold (Markdown), on one line."""
+    pieces, start = [], 0
+    for a, b in sorted(spans):
+        pieces.append(text.decode(row[start:a]))
+        fixed = text.decode(row[a:b])
+        # Markdown bold must not start or end with a space: keep the spaces outside.
+        lead, trail = fixed[: len(fixed) - len(fixed.lstrip())], fixed[len(fixed.rstrip()) :]
+        pieces.append(f"{lead}**{fixed.strip()}**{trail}")
+        start = b
+    pieces.append(text.decode(row[start:]))
+    return " ".join("".join(pieces).split()).replace(text.EOT, " ⏎ ")
 
+
+def _file_split(cfg: TextDataConfig, option: str = "--data") -> DataSplit:
+    """Windows of a user's text file: the last `heldout_fraction` of its token stream held out."""
     path = cfg.path
     assert path is not None
     if not path.is_file():
@@ -293,10 +289,11 @@ def _from_file(cfg: TextDataConfig, option: str = "--data") -> DataSplit:
         documents.append(raw)
     if not documents:
         raise RecipeError(f"{option} {path}: no text")
-    stream = torch.cat([torch.cat([encode(d), torch.tensor([EOT_ID])]) for d in documents])
+    stream = torch.cat(
+        [torch.cat([text.encode(d), torch.tensor([text.EOT_ID])]) for d in documents]
+    )
     length = cfg.length
-    held_tokens = round(cfg.heldout_fraction * stream.numel())
-    cut = stream.numel() - held_tokens
+    cut = stream.numel() - round(cfg.heldout_fraction * stream.numel())
     train_stream, held_stream = stream[: max(cut - length, 0)], stream[cut:]
     if held_stream.numel() < length or train_stream.numel() < length:
         raise RecipeError(
@@ -313,287 +310,12 @@ def _from_file(cfg: TextDataConfig, option: str = "--data") -> DataSplit:
         "heldout_fraction": cfg.heldout_fraction,
         "length": length,
     }
-    return DataSplit(
-        train_stream.unfold(0, length, length).clone(),
-        held_stream.unfold(0, length, length).clone(),
-        provenance,
-    )
+    train = train_stream.unfold(0, length, length).clone()
+    return DataSplit(train, held_stream.unfold(0, length, length).clone(), provenance)
 
 
-# -- evaluation -------------------------------------------------------------------------------------
-
-
-def _texts(tokens: Tensor) -> list[str]:
-    from ddiff.domains.text import decode
-
-    return [decode(row, skip_special_tokens=True) for row in tokens]
-
-
-def _set_metrics(tokens: Tensor, train_words: list[str]) -> dict[str, Any]:
-    from ddiff.eval.text_metrics import distinct_n, novel_ngram_rate, unigram_entropy
-
-    texts = [t if t.strip() else "." for t in _texts(tokens)]
-    return {
-        "num": int(tokens.shape[0]),
-        **{f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3, 4)},
-        "novel_4gram_rate": novel_ngram_rate(texts, train_words, 4),
-        "unigram_entropy": unigram_entropy(texts),
-        "token_distinct_1": distinct_n(tokens, 1),
-    }
-
-
-def evaluate_text(recipe: TextRecipe, ctx: Context[TextRecipeConfig]) -> None:
-    """Metrics, baselines, plots and the report of a text run (see the module doc)."""
-    from ddiff.domains.text import bits_per_character, count_characters
-
-    config, out = ctx.config, ctx.out
-    pre = recipe.load(ctx)
-    data = recipe.evaluation_data(ctx)
-    model_recipe, foreign, pool = data.record, data.foreign, data.heldout
-    ev = config.evaluate
-    heldout = pool[torch.as_tensor(subsample(pool.shape[0], ev.max_heldout, ev.seed))]
-    print(f"evaluate: likelihood bound on {heldout.shape[0]} held-out windows", flush=True)
-    bound = bits_per_token(pre, heldout, num_t=ev.num_t, seed=ev.seed, batch_size=ev.batch_size)
-    characters = count_characters(heldout)
-    total_nats = float(bound.per_sequence.sum()) * heldout.shape[1] * math.log(2.0)
-    bpc = bits_per_character(total_nats, characters)
-    train = data.train
-    bigram = MarkovChain(VOCAB, 1, alpha=0.05).fit([r.numpy() for r in train])
-    bigram_bits = bigram.nll_bits([r.numpy() for r in heldout]) / heldout.shape[1]
-    diff, diff_se = paired_difference(bound.per_sequence, bigram_bits)
-    tokens_per_char = heldout.numel() / characters
-    where = (
-        f"{heldout.shape[0]} windows of {config.data.path}"
-        if foreign
-        else f"{heldout.shape[0]} held-out windows"
-    )
-    print(
-        f"bits/token: {bound.bits_per_token:.4f} ± {bound.stderr:.4f} ({bpc:.4f} bits/char, "
-        f"diffusion bound, {where}); bigram: {bigram_bits.mean():.4f}",
-        flush=True,
-    )
-    likelihood = {
-        "diffusion_bound": {**bound.as_dict(), "bits_per_character": bpc},
-        "bigram_nll": {
-            "bits_per_token": float(bigram_bits.mean()),
-            "stderr": float(bigram_bits.std(ddof=1) / math.sqrt(bigram_bits.size)),
-            "bits_per_character": float(bigram_bits.mean()) * tokens_per_char,
-        },
-        "bound_minus_bigram": {"mean": diff, "stderr": diff_se},
-        "uniform_bits_per_token": math.log2(VOCAB),
-        "characters": characters,
-        "heldout": where,
-    }
-
-    samples = read_tokens(out / "samples_tokens.npy")
-    infill = read_tokens(out / "infill_tokens.npy")
-    n = samples.shape[0] if samples is not None else config.generate.num_samples
-    rng = np.random.default_rng(ev.seed)
-    train_text = _texts(train)
-    real_rows = subsample(train.shape[0], n, ev.seed + 1)
-    rest = [train_text[i] for i in np.setdiff1d(np.arange(train.shape[0]), real_rows)]
-    length = heldout.shape[1]
-    bigram_samples = torch.from_numpy(bigram.sample(n, length, rng))
-    shuffled_rows = heldout[torch.as_tensor(subsample(heldout.shape[0], n, ev.seed + 2))]
-    shuffled = torch.stack([r[torch.from_numpy(rng.permutation(length))] for r in shuffled_rows])
-    print("evaluate: sample metrics and baselines", flush=True)
-    sets: dict[str, dict[str, Any]] = {}
-    if samples is not None:
-        sets["diffusion samples"] = _set_metrics(samples, train_text)
-    sets["real (training windows)"] = _set_metrics(train[torch.as_tensor(real_rows)], rest)
-    sets["bigram samples"] = _set_metrics(bigram_samples, train_text)
-    sets["shuffled held-out"] = _set_metrics(shuffled, train_text)
-    sets["held-out (reference)"] = _set_metrics(
-        heldout[torch.as_tensor(subsample(heldout.shape[0], n, ev.seed + 3))], train_text
-    )
-
-    infill_metrics = None
-    examples: list[str] = []
-    if infill is not None and (out / "infill.json").is_file():
-        segments = recipe.segments(config)
-        spans = [s.span(length) for s in segments]
-        kept = torch.ones(infill.shape[0], dtype=torch.bool)
-        for seg, (a, b) in zip(segments, spans, strict=True):
-            kept &= (infill[:, a:b] == torch.tensor(seg.tokens)).all(dim=1)
-        if not bool(kept.all()):
-            raise RuntimeError(f"{out}: {int((~kept).sum())} infilled samples lost their text")
-        infill_metrics = {
-            "segments": [
-                {"text": s.text, "start": a, "end": b, "source": s.source}
-                for s, (a, b) in zip(segments, spans, strict=True)
-            ],
-            "num_samples": int(infill.shape[0]),
-            "num_exact": int(kept.sum()),
-            "metrics": _set_metrics(infill, train_text),
-        }
-        examples = [_marked(row, spans) for row in infill[:3]]
-
-    figures = out / FIGURE_DIR
-    logs = read_training_logs(ctx.model_dir)
-    plotted = _plots(figures, logs, sets, float(bigram_bits.mean()))
-    metrics = {
-        "recipe": "text",
-        "model": str(ctx.checkpoint.pretrained if ctx.checkpoint else out / "pretrained"),
-        "training": model_recipe.get("training"),
-        "data": data.provenance,
-        "likelihood": likelihood,
-        "sets": sets,
-        "infill": infill_metrics,
-        "sampling": read_json(out / "samples.json") if (out / "samples.json").is_file() else None,
-        "timings_s": recipe.stage_timings(ctx, model_recipe),
-    }
-    write_json(out / METRICS_FILE, metrics)
-    sample_examples = [_marked(row, []) for row in samples[:2]] if samples is not None else []
-    write_text(out / REPORT_FILE, _report(config, metrics, plotted, pre, examples, sample_examples))
-    print(f"evaluate: wrote {out / METRICS_FILE} and {out / REPORT_FILE}", flush=True)
-
-
-def _marked(row: Tensor, spans: Sequence[tuple[int, int]]) -> str:
-    """The decoded row with the fixed spans in bold (Markdown), on one line."""
-    from ddiff.domains.text import decode
-
-    pieces, start = [], 0
-    for a, b in sorted(spans):
-        pieces.append(decode(row[start:a]))
-        fixed = decode(row[a:b])
-        # Markdown bold must not start or end with a space: keep the spaces outside.
-        lead, trail = fixed[: len(fixed) - len(fixed.lstrip())], fixed[len(fixed.rstrip()) :]
-        pieces.append(f"{lead}**{fixed.strip()}**{trail}")
-        start = b
-    pieces.append(decode(row[start:]))
-    return " ".join("".join(pieces).split()).replace("<|endoftext|>", " ⏎ ")
-
-
-def _plots(
-    figures: Path,
-    logs: dict[str, list[tuple[int, float]]],
-    sets: dict[str, dict[str, Any]],
-    bigram_bits: float,
-) -> dict[str, str]:
-    from ddiff.recipes._report import COLOURS, new_figure, plot_training_curves, save_figure
-
-    made: dict[str, str] = {}
-    if plot_training_curves(
-        logs, figures / "training.png", "token", {"bigram NLL (held-out)": bigram_bits}
-    ):
-        made["training"] = f"{FIGURE_DIR}/training.png"
-    fig, ax = new_figure(7.0, 3.8)
-    colours = [
-        COLOURS["samples"],
-        COLOURS["real"],
-        COLOURS["markov"],
-        COLOURS["shuffled"],
-        COLOURS["held-out"],
-    ]
-    width = 0.8 / len(sets)
-    for k, ((name, values), colour) in enumerate(zip(sets.items(), colours, strict=False)):
-        ax.bar(
-            np.arange(5) + k * width,
-            [values[f"distinct_{n}"] for n in (1, 2, 3, 4)] + [values["novel_4gram_rate"]],
-            width,
-            color=colour,
-            label=name,
-        )
-    ax.set_xticks(np.arange(5) + 0.4 - width / 2)
-    ax.set_xticklabels(["distinct-1", "distinct-2", "distinct-3", "distinct-4", "novel 4-grams"])
-    ax.legend(fontsize=7)
-    ax.set_title("diversity and novelty (words)")
-    save_figure(fig, figures / "diversity.png")
-    made["diversity"] = f"{FIGURE_DIR}/diversity.png"
-    return made
-
-
-def _report(
-    config: TextRecipeConfig,
-    m: dict[str, Any],
-    plots: dict[str, str],
-    pre: Any,
-    infill_examples: list[str],
-    sample_examples: list[str],
-) -> str:
-    from ddiff.recipes._report import pm, table
-
-    lk = m["likelihood"]
-    b, bg, d = lk["diffusion_bound"], lk["bigram_nll"], lk["bound_minus_bigram"]
-    tr = m.get("training") or {}
-    timings = m.get("timings_s") or {}
-    lines = [
-        "# Text recipe report",
-        "",
-        f"Model: `{m['model']}` ({type(pre.graph).__name__}"
-        + (f", {tr['num_parameters']:,} parameters" if tr.get("num_parameters") else "")
-        + f"). Data: {m['data'].get('source')}"
-        + (f", {m['data'].get('num_train'):,} training and {m['data'].get('num_heldout'):,} held-out windows" if m["data"].get("num_train") else "")
-        + f" of {config.data.length} tokens.",
-    ]  # fmt: skip
-    if tr:
-        lines.append(
-            f"Training: {tr.get('steps')} steps of {config.train.batch_size} windows"
-            + (" (stopped by the time limit)" if tr.get("stopped_by_time_limit") else "")
-            + f" in {tr.get('seconds', 0):.0f} s."
-        )
-    if timings:
-        parts = [f"{k} {v:.0f} s" for k, v in timings.items() if isinstance(v, int | float)]
-        lines.append("Wall time: " + ", ".join(parts) + ".")
-    lines += [
-        "",
-        "## Likelihood on held-out data",
-        "",
-        f"On {lk['heldout']} ({lk['characters']:,} characters; ± standard error over windows; "
-        f"uniform = {math.log2(VOCAB):.0f} bits/token):",
-        "",
-        table(
-            ["model", "bits / token", "bits / character"],
-            [
-                ["diffusion: likelihood bound", pm(b["bits_per_token"], b["stderr"], 3), b["bits_per_character"]],
-                ["bigram (smoothed towards unigrams): exact NLL", pm(bg["bits_per_token"], bg["stderr"], 3), bg["bits_per_character"]],
-                ["difference (bound - bigram), paired", pm(d["mean"], d["stderr"], 3), None],
-            ],
-        ),
-        "",
-    ]  # fmt: skip
-    if "training" in plots:
-        lines += [f"![training curves]({plots['training']})", ""]
-    sets = m["sets"]
-    names = list(sets)
-    keys = [
-        *[(f"distinct_{n}", f"distinct-{n} (words)") for n in (1, 2, 3, 4)],
-        ("novel_4gram_rate", "novel word 4-grams vs training"),
-        ("unigram_entropy", "unigram entropy per text (bits, words)"),
-        ("token_distinct_1", "distinct-1 (tokens)"),
-    ]
-    lines += [
-        "## Samples against baselines",
-        "",
-        f"Sets of {sets[names[0]]['num']} windows of {config.data.length} tokens. Real training "
-        "windows are the level a perfect model reaches (their novelty is against the other "
-        "training windows); the bigram chain and shuffled held-out windows are baselines.",
-        "",
-        table(["metric", *names], [[label, *[sets[n][k] for n in names]] for k, label in keys], 4),
-        "",
-    ]
-    if "diversity" in plots:
-        lines += [f"![diversity]({plots['diversity']})", ""]
-    if sample_examples:
-        lines += ["Unconditional samples (first two; ⏎ marks an end of document):", ""]
-        lines += [f"> {t}" for t in sample_examples for _ in (0,)] + [""]
-    inf = m.get("infill")
-    if inf:
-        fixed = ", ".join(
-            f"{s['text']!r} at tokens {s['start']}..{s['end'] - 1}" for s in inf["segments"]
-        )
-        lines += [
-            "## Infill: a prompt and a span",
-            "",
-            f"Fixed: {fixed}. **{inf['num_exact']} of {inf['num_samples']} samples keep every "
-            "fixed token exactly** (checked in code). Examples (fixed text in bold):",
-            "",
-            *[f"> {t}\n" for t in infill_examples],
-        ]
-    return "\n".join(lines) + "\n"
-
-
-RECIPE = TextRecipe()
+TASK = TextTask()
+RECIPE = Recipe(TASK)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,11 +41,11 @@ def test_yaml_equals_module_defaults() -> None:
 
 
 def test_default_motifs_are_sigma70_boxes_17bp_apart() -> None:
-    from ddiff.recipes.dna import RECIPE
+    from ddiff.recipes.dna import RECIPE, TASK
 
-    segments = RECIPE.segments(RECIPE.default_config())
-    (_, e35), (a10, _) = (s.span(150) for s in segments)
-    assert [s.text for s in segments] == ["TTGACA", "TATAAT"]
+    motifs = RECIPE.motifs(RECIPE.default_config())
+    (_, e35), (a10, _) = ((m.position % 150, m.position % 150 + len(m.tokens)) for m in motifs)
+    assert [TASK.decode(m.tokens) for m in motifs] == ["TTGACA", "TATAAT"]
     assert a10 - e35 == 17  # the optimal sigma-70 spacer
     assert 150 - a10 - 6 == 35  # -10 box to the start codon after the window
 
@@ -278,7 +278,7 @@ def test_bad_motif_file(
 def _fake_run(directory: Path, recipe: str | None, graph_tokens: int) -> Path:
     """A run directory holding an untrained model of another domain."""
     from ddiff.config import RunConfig
-    from ddiff.training import save_pretrained
+    from ddiff.pretrained import save_pretrained
 
     config = RunConfig.model_validate(
         {

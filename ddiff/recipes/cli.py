@@ -1,0 +1,285 @@
+"""The command line of every recipe, built from its task.
+
+`python -m ddiff.recipes.<name> [train|sample|infill|evaluate|all] [options]`: with no command
+the recipe runs all four stages. The options, the order of the checks (every input is checked
+before the first long stage) and the exit codes (0; 2 for a user error, printed as one line on
+stderr; 130 when interrupted) are the same for every task; a task adds its own options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ddiff.recipes import pipeline
+from ddiff.recipes.config import RecipeConfig, RecipeError
+from ddiff.recipes.rundir import RunDir, locate_checkpoint, read_json
+from ddiff.recipes.task import Task
+
+COMMANDS = ("all", *pipeline.STAGES)
+
+SAMPLERS = ("euler", "tau_leaping", "analytic")
+"""`--sampler` choices: the `sampling.kind` names of the configuration."""
+_SAMPLER_ALIASES = {"tau-leaping": "tau_leaping"}  # the spelling of earlier releases
+
+
+class Recipe:
+    """A task's command line.
+
+    Args:
+        task: the domain plug-in.
+
+    Example:
+        >>> from ddiff.recipes.dna import RECIPE
+        >>> RECIPE.parser().prog
+        'python -m ddiff.recipes.dna'
+    """
+
+    def __init__(self, task: Task[Any]) -> None:
+        self.task = task
+
+    @property
+    def name(self) -> str:
+        """The recipe's name."""
+        return self.task.name
+
+    @property
+    def config_type(self) -> type[RecipeConfig]:
+        """The task's configuration type."""
+        return self.task.config_type
+
+    def default_config(self) -> Any:
+        """The task's default configuration (equal to `recipes/<name>.yaml`)."""
+        return self.task.default_config()
+
+    def motifs(self, config: RecipeConfig) -> list[Any]:
+        """The task's infill motifs of `config`."""
+        return self.task.motifs(config)
+
+    def parser(self) -> argparse.ArgumentParser:
+        """The argument parser: the shared options, then the task's."""
+        task = self.task
+        p = argparse.ArgumentParser(
+            prog=f"python -m ddiff.recipes.{task.name}",
+            description=task.description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument(
+            "command",
+            nargs="?",
+            default="all",
+            choices=COMMANDS,
+            help="the stage to run (default: all = train, sample, infill, evaluate)",
+        )
+        p.add_argument(
+            "--config", type=Path, help=f"recipe YAML (default: recipes/{task.name}.yaml values)"
+        )
+        p.add_argument(
+            "--out",
+            type=Path,
+            default=Path("runs") / task.name,
+            help="output directory (default: %(default)s)",
+        )
+        p.add_argument(
+            "--checkpoint",
+            type=Path,
+            help="use the model of this run (or save_pretrained) directory",
+        )
+        p.add_argument("--data", type=Path, help=task.data_help)
+        p.add_argument("--resume", action="store_true", help="continue training the run in --out")
+        p.add_argument("--graph", choices=sorted(task.graph_choices), help="forward process")
+        p.add_argument(
+            "--sampler",
+            choices=[*SAMPLERS, *_SAMPLER_ALIASES],
+            metavar="{" + ",".join(SAMPLERS) + "}",
+            help="reverse sampler",
+        )
+        p.add_argument("--steps", type=int, help="sampler steps")
+        p.add_argument("--num-samples", type=int, help="samples drawn by sample and by infill")
+        p.add_argument("--seed", type=int, help="seed of training, sampling and evaluation")
+        p.add_argument("--max-steps", type=int, help="training steps")
+        p.add_argument(
+            "--time-limit", type=float, metavar="SECONDS", help="stop training after this long"
+        )
+        p.add_argument("--threads", type=int, help="torch threads (default 1; see the docs)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override any config key, e.g. --set net.dim=128 (VALUE parsed as YAML)",
+        )
+        option, metavar, _ = task.motif_option
+        p.add_argument(
+            option,
+            dest="motifs",
+            action="append",
+            metavar=metavar,
+            help="fix this in infill at the 0-based position after @ (negative: from the end; "
+            "repeat for several)",
+        )
+        task.add_arguments(p)
+        return p
+
+    def resolve_config(
+        self, args: argparse.Namespace, recorded: dict[str, Any] | None = None
+    ) -> Any:
+        """The configuration: `--config` (or the run's recorded one, or the defaults), then the
+        options on top."""
+        task = self.task
+        if args.config is not None:
+            config = task.config_type.from_yaml(args.config)
+        elif recorded is not None:
+            config = task.config_type.validated(
+                recorded["config"], f"the run's {RunDir.recipe_file}"
+            )
+        else:
+            config = task.default_config()
+        overrides: dict[str, Any] = {}
+        if args.graph is not None:
+            overrides["graph"] = task.graph_choices[args.graph]
+            # An absorbing graph needs the schedule to reach the all-MASK limit; the others use
+            # a finite final noise (survival 1e-3), which keeps every kernel finite (dense
+            # graphs cannot take infinite noise).
+            absorbing = task.graph_choices[args.graph]["kind"] == "absorbing"
+            overrides["schedule"] = {"kind": "loglinear", **_survival(0.0 if absorbing else 1e-3)}
+        if args.sampler is not None:
+            overrides["sampling.kind"] = _SAMPLER_ALIASES.get(args.sampler, args.sampler)
+        for option, key in (
+            ("steps", "sampling.steps"),
+            ("num_samples", "generate.num_samples"),
+            ("max_steps", "train.max_steps"),
+            ("time_limit", "runtime.train_time_limit_s"),
+            ("threads", "runtime.threads"),
+        ):
+            value = getattr(args, option)
+            if value is not None:
+                overrides[key] = value
+        if args.seed is not None:
+            for key in ("train.seed", "generate.seed", "evaluate.seed"):
+                overrides[key] = args.seed
+        if args.no_progress:
+            overrides["runtime.progress"] = False
+        if args.data is not None:
+            overrides["data.path"] = str(args.data)
+        if args.motifs:
+            overrides[task.motif_option[2]] = [self._motif_entry(text) for text in args.motifs]
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise RecipeError(f"--set expects KEY=VALUE, got {item!r}")
+            try:
+                overrides[key.strip()] = yaml.safe_load(value)
+            except yaml.YAMLError as err:
+                raise RecipeError(f"--set {item}: the value is not valid YAML") from err
+        if overrides:
+            config = config.with_overrides(overrides, "command-line options")
+        return task.configure(config, args)
+
+    def _motif_entry(self, text: str, option: str | None = None) -> dict[str, Any]:
+        option = option or self.task.motif_option[0]
+        value, position = parse_at(option, text, self.task.motif_option[1])
+        return self.task.motif_entry(value, position, f"{option} {text}")
+
+    def run(self, argv: Sequence[str] | None = None) -> int:
+        """Parse `argv` and run; user errors print one line on stderr and return 2."""
+        args = self.parser().parse_args(argv)
+        try:
+            self._run(args)
+        except RecipeError as err:
+            return _fail(str(err))
+        except (ValueError, FileNotFoundError) as err:
+            if os.environ.get("DDIFF_DEBUG"):
+                raise
+            return _fail(str(err))
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        return 0
+
+    def _run(self, args: argparse.Namespace) -> None:
+        task, command = self.task, args.command
+        out = RunDir(args.out, task.sample_suffix)
+        out.check_usable()
+        checkpoint = None
+        if args.checkpoint is not None:
+            if command in ("all", "train"):
+                raise RecipeError(
+                    f"--checkpoint is for sample, infill and evaluate; {command} trains a new "
+                    "model (use --resume --out DIR to continue a run)"
+                )
+            checkpoint = locate_checkpoint(args.checkpoint)
+        # Stages that use a trained run start from the configuration it was trained with.
+        recorded = None
+        if command in ("sample", "infill", "evaluate"):
+            info = checkpoint or locate_checkpoint(out.root, "--out")
+            recorded = self._recorded(info.recipe, info.run_dir)
+        elif args.resume and out.recipe.is_file():
+            recorded = self._recorded(read_json(out.recipe), out.root)
+        config = self.resolve_config(args, recorded)
+        run = pipeline.Run(task, config, out, checkpoint, bool(args.resume), command)
+        # Check every input before the first long stage, so that a typo fails in a second.
+        if command in ("all", "infill"):
+            run.condition()
+        if command in ("all", "train"):
+            out.check_fresh_for_training(run.resume)
+            run.check_trainable()
+        else:
+            run.model()
+            if command == "evaluate" and args.data is not None:
+                run.data()
+        torch.set_num_threads(config.runtime.threads)
+        torch.manual_seed(config.train.seed)
+        for stage in pipeline.STAGES if command == "all" else (command,):
+            if config.runtime.progress:
+                print(f"== {task.name} recipe: {stage} -> {out.root}", flush=True)
+            pipeline.stage(stage)(run)
+        if config.runtime.progress:
+            total = time.perf_counter() - run.started
+            print(f"== done in {total:.0f} s: {out.root}", flush=True)
+
+    def _recorded(self, recipe: Any, run_dir: Path | None) -> dict[str, Any] | None:
+        """A run's `recipe.json`, if it is one of this recipe's (else a clear error)."""
+        if recipe is None:
+            return None
+        if not isinstance(recipe, dict) or not isinstance(recipe.get("config"), dict):
+            raise RecipeError(f"{run_dir}/{RunDir.recipe_file}: not a recipe record")
+        if recipe.get("recipe") != self.name:
+            raise RecipeError(
+                f"{run_dir}: this run was trained by the {recipe.get('recipe')!r} recipe, not "
+                f"{self.name!r}; use python -m ddiff.recipes.{recipe.get('recipe')} for it"
+            )
+        return recipe
+
+
+def parse_at(option: str, text: str, metavar: str) -> tuple[str, int]:
+    """`VALUE@POSITION` -> `(VALUE, POSITION)`, errors naming the option."""
+    value, sep, position = text.rpartition("@")
+    if not sep or not value:
+        raise RecipeError(f"{option} {text}: expected {metavar.split('@')[0]}@POSITION")
+    try:
+        return value, int(position)
+    except ValueError:
+        raise RecipeError(f"{option} {text}: position {position!r} is not an integer") from None
+
+
+def _survival(value: float) -> dict[str, float]:
+    """The schedule's survival key (`eps` before it was renamed)."""
+    from ddiff.config import LogLinearScheduleConfig
+
+    key = "survival" if "survival" in LogLinearScheduleConfig.model_fields else "eps"
+    return {key: value}
+
+
+def _fail(message: str) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return 2

@@ -1,0 +1,232 @@
+"""A recipe's configuration: the sections of a `ddiff.config.RunConfig` plus the recipe's own.
+
+A domain's task subclasses `RecipeConfig` with its `data` and `infill` sections and its
+defaults; `recipes/<name>.yaml` at the top of the repository holds exactly those defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from ddiff.config import (
+    AdamWConfig,
+    EulerSamplerConfig,
+    GraphConfig,
+    LogLinearScheduleConfig,
+    NetConfig,
+    OptimConfig,
+    RunConfig,
+    SamplerConfig,
+    ScheduleConfig,
+    TrainConfig,
+    TransformerNetConfig,
+)
+
+
+class RecipeError(Exception):
+    """A problem with the user's input (file, option, checkpoint): one line, exit code 2."""
+
+
+def one_line(text: str) -> str:
+    """`text` with every run of white space folded to one space."""
+    return " ".join(str(text).split())
+
+
+class Section(BaseModel):
+    """A configuration section: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
+"""A file path; relative paths in a YAML file are relative to the file's directory."""
+
+
+class RuntimeConfig(Section):
+    """How the recipe uses the machine.
+
+    Attributes:
+        threads: torch intra-op threads. 1 is the default: on a shared 2-core machine a second
+            thread waits for a busy core and training is several times slower (measured in
+            `docs/recipes/dna.md`); raise it on an idle machine with more cores.
+        train_time_limit_s: stop training after this many seconds even if `train.max_steps`
+            is not reached (a safety net for slow or busy machines; None: no limit). The
+            checkpoint, the pretrained export and the report record the steps reached.
+        progress: show progress bars (training and sampling).
+    """
+
+    threads: int = Field(default=1, ge=1)
+    train_time_limit_s: float | None = Field(default=None, gt=0)
+    progress: bool = True
+
+
+class GenerateConfig(Section):
+    """Unconditional and conditional sampling.
+
+    Attributes:
+        num_samples: sequences drawn by `sample` and by `infill` (each).
+        batch_size: sequences per sampler call.
+        seed: seeds the sampler's generator (`sample` uses it, `infill` uses seed + 1).
+    """
+
+    num_samples: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    seed: int = Field(default=0, ge=0)
+
+
+class EvaluateConfig(Section):
+    """The held-out likelihood bound and sample metrics.
+
+    Attributes:
+        num_t: Monte Carlo times per held-out sequence for the bound.
+        max_heldout: score at most this many held-out sequences (a seeded subsample).
+        batch_size: (sequence, time) pairs per network call.
+        seed: seeds the bound's draws and the baselines' subsamples.
+    """
+
+    num_t: int = Field(default=16, ge=2)
+    max_heldout: int = Field(default=2000, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    seed: int = Field(default=0, ge=0)
+
+
+class RecipeConfig(Section):
+    """The sections of a `ddiff.config.RunConfig` (minus `data`) plus the recipe's own.
+
+    A task subclasses it with its `data` and `infill` sections, its graph and training
+    defaults, and sets the class variables `name` and `num_tokens`; the other defaults (an
+    absorbing-graph schedule, a small transformer, AdamW, 128 Euler steps, one thread and five
+    minutes of training) suit every shipped domain on a laptop CPU. `run_config` gives the
+    `RunConfig` that training saves next to the weights.
+    """
+
+    recipe: str
+    graph: GraphConfig
+    schedule: ScheduleConfig = LogLinearScheduleConfig(eps=0.0)
+    net: NetConfig = TransformerNetConfig(dim=64, depth=2, heads=2, cond_dim=64)
+    optim: OptimConfig = AdamWConfig(lr=1e-3, warmup_steps=100, ema_decay=0.995)
+    train: TrainConfig
+    sampling: SamplerConfig = EulerSamplerConfig(steps=128)
+    runtime: RuntimeConfig = RuntimeConfig(threads=1, train_time_limit_s=300.0)
+    generate: GenerateConfig = GenerateConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    name: ClassVar[str] = ""  # the recipe's name, e.g. "dna"
+    num_tokens: ClassVar[int | None] = None  # the data alphabet the graph must have
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RecipeConfig:
+        if self.recipe != self.name:
+            raise ValueError(f"recipe: this is the {self.name!r} recipe, got {self.recipe!r}")
+        self.run_config()  # RunConfig's own cross-field checks (absorbing needs a limit, ...)
+        graph = self.graph.build()
+        if self.num_tokens is not None and graph.num_tokens != self.num_tokens:
+            raise ValueError(
+                f"graph: the {self.name} recipe needs {self.num_tokens} data tokens, but "
+                f"graph.kind {self.graph.kind!r} has {graph.num_tokens}"
+            )
+        return self
+
+    @property
+    def data_path(self) -> Path | None:
+        """The user's data file of the domain's `data` section (None: the shipped data)."""
+        return getattr(getattr(self, "data", None), "path", None)
+
+    def run_config(self) -> RunConfig:
+        """The `RunConfig` of the model (saved as `config.json` next to checkpoints and weights)."""
+        return RunConfig(
+            graph=self.graph,
+            schedule=self.schedule,
+            net=self.net,
+            optim=self.optim,
+            train=self.train,
+            sampling=self.sampling,
+        )
+
+    @classmethod
+    def from_yaml(cls: type[_C], path: str | os.PathLike[str]) -> _C:
+        """Load and validate a recipe YAML file (unknown keys are errors naming the key)."""
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"--config {path}: no such file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise RecipeError(f"--config {path}: not valid YAML ({one_line(str(err))})") from err
+        if not isinstance(data, dict):
+            raise RecipeError(f"--config {path}: a recipe file must be a mapping of sections")
+        return cls.validated(data, f"--config {path}", base_dir=path.parent)
+
+    @classmethod
+    def validated(
+        cls: type[_C], data: dict[str, Any], where: str, base_dir: Path | None = None
+    ) -> _C:
+        """`model_validate(data)`, with errors turned into one `RecipeError` line."""
+        try:
+            return cls.model_validate(data, context={"base_dir": base_dir})
+        except ValidationError as err:
+            raise RecipeError(f"{where}: {_validation_summary(err)}") from err
+
+    def with_overrides(self: _C, overrides: dict[str, Any], where: str = "option") -> _C:
+        """A copy with dotted keys set (`{"train.max_steps": 10}`), validated."""
+        data = self.model_dump(mode="json")
+        for key, value in overrides.items():
+            *sections, last = key.split(".")
+            node = data
+            for section in sections:
+                child = node.get(section)
+                if not isinstance(child, dict):
+                    raise RecipeError(f"{where} {key}: {section!r} is not a section of the recipe")
+                node = child
+            node[last] = value
+        return self.validated(data, where)
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML (what `recipes/<name>.yaml` holds)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, width=100)
+
+
+_C = TypeVar("_C", bound=RecipeConfig)
+
+
+def cpu_training(max_steps: int, every: int, **options: Any) -> TrainConfig:
+    """The recipes' training section: batches of 32 on one CPU, a held-out bound (2 times per
+    sequence) and a checkpoint every `every` steps, the loss logged every 10."""
+    return TrainConfig(
+        max_steps=max_steps,
+        batch_size=32,
+        val_batch_size=128,
+        val_every_n_steps=every,
+        val_num_t=2,
+        checkpoint_every_n_steps=every,
+        log_every_n_steps=10,
+        accelerator="cpu",
+        devices=1,
+        **options,
+    )
+
+
+def _validation_summary(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
