@@ -39,31 +39,25 @@ LABELS = {
 
 
 def recipe_of(name: str) -> Any:
-    from ddiff.recipes.dna import DnaRecipe
-    from ddiff.recipes.protein import ProteinRecipe
-    from ddiff.recipes.text import TextRecipe
+    """The recipe's task (`ddiff.recipes.<name>.TASK`)."""
+    import importlib
 
-    return {"dna": DnaRecipe, "protein": ProteinRecipe, "text": TextRecipe}[name]()
+    return importlib.import_module(f"ddiff.recipes.{name}").TASK
 
 
-def heldout_of(name: str, config: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The held-out tokens `[N, L]` and real lengths, as the recipe's `evaluate` builds them."""
+def heldout_of(task: Any, config: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The held-out rows `[N, L]` and real lengths, as the recipe's `evaluate` builds them."""
     from ddiff.eval import subsample
+    from ddiff.recipes.task import count, select
 
     ev = config.evaluate
-    if name == "protein":
-        from ddiff.domains.protein import pad_sequences
-
-        pool = data.heldout
-        seqs = [pool[i] for i in subsample(len(pool), ev.max_heldout, ev.seed)]
-        real = torch.tensor([s.numel() for s in seqs])
-        return pad_sequences(seqs, config.data.max_length), real
-    pool = data.heldout
-    return pool[torch.as_tensor(subsample(pool.shape[0], ev.max_heldout, ev.seed))], None
+    rows = subsample(count(data.heldout), ev.max_heldout, ev.seed)
+    return task.as_rows(config, select(data.heldout, rows))
 
 
 def run(args: argparse.Namespace) -> None:
     from ddiff.nets import CausalTransformer
+    from ddiff.recipes.pipeline import datamodule
     from ddiff.run import build_module
     from ddiff.training import AutoregressiveModule
 
@@ -78,14 +72,14 @@ def run(args: argparse.Namespace) -> None:
         if args.steps is not None:
             config = config.with_overrides({"train.max_steps": args.steps})
         data = recipe.load_data(config)
-        heldout, lengths = heldout_of(name, config, data)
+        heldout, lengths = heldout_of(recipe, config, data)
         ev = config.evaluate
         steps, seed = config.train.max_steps, config.train.seed
         result: dict[str, Any] = {"recipe": name, "steps": steps, "machine": h.machine()}
 
         diffusion = build_module(config.run_config())
         result["diffusion_training"] = h.fit(
-            diffusion, recipe.datamodule(config, data), steps=steps, seed=seed
+            diffusion, datamodule(recipe, config, data), steps=steps, seed=seed
         )
         model = h.Model(
             "diffusion", diffusion.averaged_net.eval(), diffusion.graph, diffusion.schedule
@@ -105,7 +99,7 @@ def run(args: argparse.Namespace) -> None:
                 cond_dim=net_cfg.cond_dim,
             )
         ar = AutoregressiveModule(ar_net, config.optim.build())
-        result["ar_training"] = h.fit(ar, recipe.datamodule(config, data), steps=steps, seed=seed)
+        result["ar_training"] = h.fit(ar, datamodule(recipe, config, data), steps=steps, seed=seed)
         h.save(h.Model("ar", ar.averaged_net), h.OUT / "models" / f"{name}-ar.pt")
         nll = h.score(
             h.Model("ar", ar.averaged_net.eval()), heldout, lengths=lengths, num_t=0, seed=0

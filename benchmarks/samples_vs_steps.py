@@ -61,10 +61,10 @@ def sampler_of(name: str, graph: Any, schedule: Any) -> Any:
 def setting(name: str) -> dict[str, Any]:
     """Models, reference set and scoring of one source."""
     if name == "ecoli":
-        from ddiff.recipes.dna import DnaRecipe
+        from ddiff.recipes.dna import TASK
         from ddiff.run import build_module
 
-        recipe = DnaRecipe()
+        recipe = TASK
         config = recipe.default_config()
         data = recipe.load_data(config)
         module = build_module(config.run_config())
