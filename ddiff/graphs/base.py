@@ -159,16 +159,30 @@ class Graph(abc.ABC):
         inflow = (q - torch.diag(torch.diagonal(q))).gt(0).any(dim=1)  # Q[x, y] > 0, some y != x
         return ~inflow
 
-    def reverse_rates(self, x: Tensor, score: Tensor) -> Tensor:
-        """Reverse-chain rates out of `x`, without the schedule's rate $\\sigma(t)$: `[..., S]`.
+    def reverse_rates(
+        self, x: Tensor, score: Tensor, *, scale: float = 1.0, out: Tensor | None = None
+    ) -> Tensor:
+        r"""Reverse-chain rates out of `x`, times `scale`: `[..., S]`.
 
-        Entry `y != x` is `score[..., y] * Q[x, y]` (the concrete score times the forward rate
-        from y into x); entry `y == x` is minus the sum of the others, so each row sums to 0.
-        `score` holds ratios $p_t(y)/p_t(x)$ (not their logs); its entry at `x` is ignored.
+        Entry `y != x` is `scale * score[..., y] * Q[x, y]` (the concrete score times the
+        forward rate from y into x); entry `y == x` is minus the sum of the others, so each row
+        sums to 0. `score` holds ratios $p_t(y)/p_t(x)$ (not their logs); its entry at `x` is
+        ignored. The schedule's rate is not included: `scale` $= \sigma(t)$ gives the reverse
+        chain's rates at time t, `scale` $= \sigma(t)\,\Delta t$ the jump probabilities of an
+        Euler step (scaling before the diagonal is summed keeps the two routes bit-identical).
+
+        Args:
+            x: tokens `[B, ...]`.
+            score: concrete scores `[*x.shape, S]`.
+            scale: a factor applied to every rate.
+            out: where to write the result (`[*x.shape, S]`, `score`'s dtype); `out=score`
+                computes in place, as the samplers do, with no `[..., S]` temporary.
         """
         check_last_dim(score, x, self.num_states, "score")
-        rates = score * self.rates_in(x, dtype=score.dtype)
-        return _with_negated_diagonal(rates, x)
+        rates = torch.mul(score, self.rates_in(x, dtype=score.dtype), out=out)
+        index = x.long().unsqueeze(-1)
+        rates.scatter_(-1, index, 0.0).mul_(scale)
+        return rates.scatter_(-1, index, -rates.sum(dim=-1, keepdim=True))
 
     def staggered_score(self, score: Tensor, dsigma: Tensor | float) -> Tensor:
         """$\\exp(-\\Delta\\bar\\sigma\\, Q)$ applied to the score vector of each position.
@@ -196,10 +210,3 @@ _DENSE_INSPECTION_LIMIT = 4096
 
 def _float_dtype(t: Tensor) -> torch.dtype:
     return t.dtype if t.is_floating_point() else torch.get_default_dtype()
-
-
-def _with_negated_diagonal(rates: Tensor, x: Tensor) -> Tensor:
-    """Zero the entry at the current state `x`, then set it to minus the row's sum."""
-    index = x.long().unsqueeze(-1)
-    rates = rates.scatter(-1, index, 0.0)
-    return rates.scatter(-1, index, -rates.sum(dim=-1, keepdim=True))

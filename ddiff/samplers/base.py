@@ -484,17 +484,6 @@ class _Workspace:
         return buf[:n]
 
 
-def jump_intensities(graph: Graph, x: Tensor, score: Tensor, scale: float) -> Tensor:
-    """`scale` times the reverse rates out of `x` off the diagonal (0 at `x`), `[..., S]`.
-
-    `Graph.reverse_rates` without its diagonal, computed in place in `score` (which is consumed)
-    from `Graph.rates_in`, so that a step allocates no `[N, S]` temporaries. Euler and
-    tau-leaping share it; `scale` is $\\sigma(t)\\,\\Delta t$.
-    """
-    rates = score.mul_(graph.rates_in(x, dtype=score.dtype))
-    return rates.scatter_(-1, x.unsqueeze(-1), 0.0).mul_(scale)
-
-
 def tweedie_probs(graph: Graph, x: Tensor, score: Tensor, dsigma: float) -> Tensor:
     r"""Unnormalised analytic-step probabilities $p(x_s = y \mid x_t = x)$, `[..., S]`.
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ddiff.samplers._draw import draw_categorical
-from ddiff.samplers.base import Interval, Sampler, jump_intensities
+from ddiff.samplers.base import Interval, Sampler
 
 
 class EulerSampler(Sampler):
@@ -20,9 +20,9 @@ class EulerSampler(Sampler):
     negative entries (the stay probability when the rates are large) clamped to 0 and the rest
     renormalised. The error is first order in $\Delta t$ (Campbell et al., *A Continuous Time
     Framework for Discrete Denoising Models*, NeurIPS 2022; the Euler sampler of Lou, Meng &
-    Ermon, ICML 2024). Every graph works through the Graph contract: the reverse rates
-    (`Graph.reverse_rates`) are formed in place from `Graph.rates_in`, O(S) per position for
-    uniform and absorbing graphs.
+    Ermon, ICML 2024). Every graph works through the Graph contract: the step is
+    `Graph.reverse_rates(x, score, scale=dt sigma(t), out=score)`, formed in place in the score
+    workspace, O(S) per position for uniform and absorbing graphs.
 
     Example:
         >>> import torch
@@ -48,6 +48,10 @@ class EulerSampler(Sampler):
         interval: Interval,
         generator: torch.Generator | None,
     ) -> Tensor:
-        probs = jump_intensities(self.graph, x, score, interval.rate_t * interval.dt)
-        probs.scatter_(-1, x.unsqueeze(-1), 1.0 - probs.sum(dim=-1, keepdim=True))  # stay
+        # dt times the reverse rates, in place in the score workspace; the diagonal is minus the
+        # probability of jumping, so adding 1 there gives the probability of staying.
+        dt_rates = self.graph.reverse_rates(
+            x, score, scale=interval.rate_t * interval.dt, out=score
+        )
+        probs = dt_rates.scatter_add_(-1, x.unsqueeze(-1), torch.ones_like(dt_rates[..., :1]))
         return draw_categorical(probs.clamp_min_(0.0), generator, self.categorical_dtype)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ddiff.samplers._draw import draw_categorical
-from ddiff.samplers.base import Interval, Sampler, jump_intensities
+from ddiff.samplers.base import Interval, Sampler
 
 
 class TauLeapingSampler(Sampler):
@@ -53,9 +53,12 @@ class TauLeapingSampler(Sampler):
         interval: Interval,
         generator: torch.Generator | None,
     ) -> Tensor:
-        # lambda_y = dt sigma(t) score_y Q[x, y] for y != x
-        intensity = jump_intensities(self.graph, x, score, interval.rate_t * interval.dt)
-        total = intensity.sum(dim=-1).to(torch.float64)
+        # lambda_y = dt sigma(t) score_y Q[x, y] for y != x, and -Lambda on the diagonal.
+        scale = interval.rate_t * interval.dt
+        intensity = self.graph.reverse_rates(x, score, scale=scale, out=score)
+        index = x.unsqueeze(-1)
+        total = intensity.gather(-1, index).squeeze(-1).neg().to(torch.float64)
+        intensity.scatter_(-1, index, 0.0)  # the targets are drawn from the jumps only
         counts = torch.poisson(total, generator=generator)
         jumps = counts == 1
         if not bool(jumps.any()):

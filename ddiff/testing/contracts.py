@@ -345,7 +345,9 @@ def check_reverse_rates(
     graph: Graph, *, seed: int = 3, atol: float = 1e-9, rtol: float = 1e-7
 ) -> None:
     """`reverse_rates(x, score)` is `score[y] * Q[x, y]` for `y != x` and minus their sum at
-    `y = x` (rows sum to 0 within 1e-12), and leaves `score` as it was."""
+    `y = x` (rows sum to 0 within 1e-12), and leaves `score` as it was; with `scale` every rate
+    is multiplied by it, and `out=score` (the samplers' in-place route) writes the same values
+    into `score` and returns it."""
     it, gen = _Subject(graph, atol, rtol), _generator(seed)
     x = torch.randint(graph.num_states, (2, 5), generator=gen)
     score = torch.rand(2, 5, graph.num_states, generator=gen, dtype=F64) * 3
@@ -361,6 +363,11 @@ def check_reverse_rates(
     it.close("reverse rates", what, out.sum(-1), "0", zeros, _BLP, atol=1e-12, rtol=0.0)
     if not torch.equal(score, before):
         raise it.fail("reverse rates", "reverse_rates(x, score) modified score")
+    what = "reverse_rates(x, score, scale=0.3, out=score)"
+    in_place = graph.reverse_rates(x, score, scale=0.3, out=score)
+    if in_place.data_ptr() != score.data_ptr():
+        raise it.fail("reverse rates", f"{what} did not return score")
+    it.close("reverse rates", what, in_place, f"0.3 * ({reference})", 0.3 * expected, (*_BLP, "y"))
 
 
 def check_frozen_states(graph: Graph) -> None:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ddiff import AbsorbingGraph, DenseGraph, Graph, UniformGraph
-from ddiff.testing import contracts
+from ddiff.testing import ExactOracle, contracts
 from ddiff.testing import strategies as dst
 
 
@@ -125,6 +125,26 @@ def test_limit_distribution(name: str) -> None:
 @names
 def test_reverse_rates(name: str) -> None:
     contracts.check_reverse_rates(GRAPHS[name])
+
+
+@names
+@pytest.mark.parametrize("sigma", [0.05, 1.0])
+def test_reverse_rate_identity(name: str, sigma: float) -> None:
+    """With exact scores the reverse chain of `reverse_rates` runs p_t backwards: on whole
+    sequences, Qbar p_t = -Q p_t (both without the schedule's rate)."""
+    graph = GRAPHS[name]
+    oracle = ExactOracle.random(graph, length=2, seed=0)
+    x = oracle.all_sequences()  # [n, L], sequence k has index k
+    p = oracle.marginal(sigma)  # [n]
+    rates = graph.reverse_rates(x, oracle.log_score(x, sigma).exp())  # [n, L, S]
+    n, columns = x.shape[0], torch.arange(x.shape[0])
+    qbar = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(oracle.length):
+        for v in range(graph.num_states):
+            y = x.clone()
+            y[:, i] = v  # v = x_i puts the diagonal entry on qbar's diagonal
+            qbar.index_put_((oracle.index(y), columns), rates[:, i, v], accumulate=True)
+    torch.testing.assert_close(qbar @ p, -(oracle.generator_matrix() @ p), atol=1e-7, rtol=1e-6)
 
 
 @names

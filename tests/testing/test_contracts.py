@@ -103,8 +103,24 @@ class ConstantLimitDraws(UniformGraph):
 
 
 class NoDiagonal(UniformGraph):
-    def reverse_rates(self, x: Tensor, score: Tensor) -> Tensor:
-        return score * self.rates_in(x, dtype=score.dtype)
+    def reverse_rates(
+        self, x: Tensor, score: Tensor, *, scale: float = 1.0, out: Tensor | None = None
+    ) -> Tensor:
+        return torch.mul(score, self.rates_in(x, dtype=score.dtype), out=out).mul_(scale)
+
+
+class CopiesOut(UniformGraph):
+    def reverse_rates(
+        self, x: Tensor, score: Tensor, *, scale: float = 1.0, out: Tensor | None = None
+    ) -> Tensor:
+        return super().reverse_rates(x, score.clone(), scale=scale)  # ignores out
+
+
+class IgnoresScale(UniformGraph):
+    def reverse_rates(
+        self, x: Tensor, score: Tensor, *, scale: float = 1.0, out: Tensor | None = None
+    ) -> Tensor:
+        return super().reverse_rates(x, score, out=out)
 
 
 class MaskFrozen(AbsorbingGraph):
@@ -205,6 +221,17 @@ def test_passes_correct_graphs() -> None:
             r"\* Q\[x, y\] \(y != x\), minus their sum at y = x by",
         ),
         (
+            lambda: contracts.check_reverse_rates(CopiesOut(3)),
+            r"^reverse rates check failed .*: reverse_rates\(x, score, scale=0\.3, out=score\) "
+            r"did not return score",
+        ),
+        (
+            lambda: contracts.check_reverse_rates(IgnoresScale(3)),
+            r"^reverse rates check failed .*: reverse_rates\(x, score, scale=0\.3, out=score\) "
+            r"differs from 0\.3 \* \(score\[y\] \* Q\[x, y\] \(y != x\), minus their sum at "
+            r"y = x\) by",
+        ),
+        (
             lambda: contracts.check_frozen_states(MaskFrozen(3)),
             r"^frozen states check failed .*: frozen_states\(\)\[3\] is True, but state 3 "
             r"receives jumps from other states",
@@ -245,6 +272,8 @@ def test_passes_correct_graphs() -> None:
         "limit-not-stationary",
         "limit-draws-constant",
         "reverse-rates-no-diagonal",
+        "reverse-rates-out-ignored",
+        "reverse-rates-scale-ignored",
         "mask-frozen",
         "frozen-state-off-generic",
         "unstaggered-score",
