@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ddiff.conditioning import Clamp, Condition, Motif
+from ddiff.conditioning import Clamp, Condition
 from ddiff.eval import bits_per_token
 from ddiff.eval.baselines import MarkovChain
 from ddiff.eval.statistics import paired_difference, subsample
@@ -28,7 +28,7 @@ from ddiff.io import atomic_path
 from ddiff.recipes import report
 from ddiff.recipes.config import RecipeConfig, RecipeError, one_line
 from ddiff.recipes.rundir import CheckpointInfo, RunDir, locate_checkpoint, read_json, write_json
-from ddiff.recipes.task import DataSplit, Evaluation, Sequences, Task, count, select
+from ddiff.recipes.task import DataSplit, Evaluation, Role, Sequences, Task, count, select
 
 STAGES = ("train", "sample", "infill", "evaluate")
 
@@ -187,7 +187,7 @@ def datamodule(task: Task[Any], config: RecipeConfig, data: DataSplit) -> Any:
     """The `ddiff.training.TokenDataModule` the task's model trains on."""
     from ddiff.training import TokenDataModule
 
-    length, pad = task.padding(config) or (None, None)
+    padding = task.padding(config)
     return TokenDataModule(
         task.training_sequences(config, data),
         data.heldout,
@@ -196,7 +196,7 @@ def datamodule(task: Task[Any], config: RecipeConfig, data: DataSplit) -> Any:
         num_tokens=task.num_tokens,
         seed=config.train.seed,
         num_workers=config.train.num_workers,
-        **({} if pad is None else {"length": length, "pad_token": pad}),
+        **({} if padding is None else {"length": padding[0], "pad_token": padding[1]}),
     )
 
 
@@ -301,121 +301,57 @@ def evaluate(run: Run) -> None:
     ev_cfg = config.evaluate
     heldout = select(pool, subsample(count(pool), ev_cfg.max_heldout, ev_cfg.seed))
     num_held = count(heldout)
-    unit = task.unit if not foreign else f"{task.unit} of {config.data_path}"
-    where = f"{num_held} held-out {task.unit}" if not foreign else f"{num_held} {unit}"
-
+    where = (
+        f"{num_held} {task.unit} of {config.data_path}"
+        if foreign
+        else f"{num_held} held-out {task.unit}"
+    )
     print(f"evaluate: likelihood bound on {num_held} held-out {task.unit}", flush=True)
-    rows, lengths = task.as_rows(config, heldout)
-    bound = bits_per_token(
-        (pre.net, pre.graph, pre.schedule),
-        rows,
-        num_t=ev_cfg.num_t,
-        seed=ev_cfg.seed,
-        batch_size=ev_cfg.batch_size,
-        lengths=lengths,
-    )
-    spec = task.baseline
-    chain = MarkovChain(task.num_tokens, spec.order, alpha=spec.alpha)
-    chain.fit([r.numpy() for r in task.as_rows(config, train_seqs)[0]])
-    real_lengths = np.full(num_held, rows.shape[1]) if lengths is None else lengths.numpy()
-    chain_bits = chain.nll_bits([r.numpy() for r in rows]) / real_lengths
-    chain_mean = (
-        float(chain_bits.mean())
-        if lengths is None
-        else float(np.sum(chain_bits * real_lengths) / lengths.sum().item())
-    )
-    diff, diff_se = paired_difference(bound.per_sequence, chain_bits)
-    print(
-        f"bits/{task.token_unit}: {bound.bits_per_token:.4f} ± {bound.stderr:.4f} (diffusion "
-        f"bound, {where}); {spec.label}: {chain_mean:.4f}",
-        flush=True,
-    )
-    likelihood: dict[str, Any] = {
-        "diffusion_bound": bound.as_dict(),
-        f"{spec.key}_nll": {
-            "bits_per_token": chain_mean,
-            "stderr": float(chain_bits.std(ddof=1) / math.sqrt(chain_bits.size)),
-        },
-        f"bound_minus_{spec.key}": {"mean": diff, "stderr": diff_se},
-        "uniform_bits_per_token": task.uniform_bits,
-        "heldout": where,
-    }
+    bound, chain, likelihood = _likelihood(run, pre, train_seqs, heldout, where)
 
-    # The compared sets. The draws keep one order (baseline samples, then shuffles) so that a
-    # seed gives the same sets whatever the domain.
     samples = out.read_tokens("sample")
-    infilled = out.read_tokens("infill")
-    n = int(samples.shape[0]) if samples is not None else config.generate.num_samples
-    rng = np.random.default_rng(ev_cfg.seed)
-    real_rows = subsample(count(train_seqs), n, ev_cfg.seed + 1)
-    rest = np.setdiff1d(np.arange(count(train_seqs)), real_rows)
-    baseline_rows = torch.from_numpy(chain.sample(n, task.sample_length(config), rng))
-    to_shuffle = select(heldout, subsample(num_held, n, ev_cfg.seed + 2))
-    shuffled_list = [
-        seq[torch.from_numpy(rng.permutation(seq.numel()))]
-        for seq in (to_shuffle if isinstance(to_shuffle, list) else list(to_shuffle))
-    ]
-    shuffled: Sequences = (
-        shuffled_list if isinstance(to_shuffle, list) else torch.stack(shuffled_list)
-    )
-    sets: dict[str, Sequences] = {}
-    roles: dict[str, tuple[str, Any]] = {}
-    reference = task.metric_reference(train_seqs)
-    if samples is not None:
-        sets["diffusion samples"] = task.from_rows(samples)
-        roles["diffusion samples"] = ("samples", reference)
-    sets[f"real (training {task.unit})"] = select(train_seqs, real_rows)
-    roles[f"real (training {task.unit})"] = (
-        "real",
-        task.metric_reference(select(train_seqs, rest)),
-    )
-    sets[f"{spec.label} samples"] = task.from_rows(baseline_rows)
-    roles[f"{spec.label} samples"] = ("baseline", reference)
-    sets["shuffled held-out"] = shuffled
-    roles["shuffled held-out"] = ("shuffled", reference)
-    ref_set = task.reference_set(heldout, n, ev_cfg.seed + 3)
-    if ref_set is not None:
-        sets["held-out (reference)"] = ref_set
-        roles["held-out (reference)"] = ("reference", reference)
+    infilled = out.read_tokens("infill") if out.record("infill").is_file() else None
+    num = int(samples.shape[0]) if samples is not None else config.generate.num_samples
+    baseline_rows, compared = _compared_sets(run, train_seqs, heldout, samples, chain, num)
     print("evaluate: sample metrics and baselines", flush=True)
     set_metrics = {
-        name: task.set_metrics(seqs, heldout, roles[name][1], roles[name][0])  # type: ignore[arg-type]
-        for name, seqs in sets.items()
+        name: task.set_metrics(seqs, heldout, reference, role)
+        for name, (seqs, role, reference) in compared.items()
     }
+    spec = task.baseline
     checks = {
-        name: task.row_checks(r)
-        for name, r in (("diffusion samples", samples), (f"{spec.label} samples", baseline_rows))
-        if r is not None
+        name: task.row_checks(rows)
+        for name, rows in (("diffusion samples", samples), (f"{spec.label} samples", baseline_rows))
+        if rows is not None
     }
-
     length = task.sample_length(config)
-    motifs: list[tuple[Motif, tuple[int, int]]] = [
-        (m, (m.position % length, m.position % length + len(m.tokens))) for m in task.motifs(config)
-    ]
     ev = Evaluation(
         config=config,
         train=train_seqs,
         heldout=heldout,
         samples=samples,
-        infill=infilled if infilled is not None and out.record("infill").is_file() else None,
+        infill=infilled,
         baseline_rows=baseline_rows,
-        sets=sets,
+        sets={name: seqs for name, (seqs, _, _) in compared.items()},
         metrics=set_metrics,
-        motifs=motifs,
-        baseline_bits=chain_mean,
+        motifs=[
+            (m, (m.position % length, m.position % length + len(m.tokens)))
+            for m in task.motifs(config)
+        ],
+        baseline_bits=likelihood[f"{spec.key}_nll"]["bits_per_token"],
         bound=bound,
     )
     task.likelihood_extras(ev, likelihood)
     infill_metrics = _infill_metrics(run, ev)
 
-    figures = {"training": (_training_figure(run, spec.label, chain_mean), "training curves")}
+    figures = {"training": (_training_figure(run, ev), "training curves")}
     figures.update(task.figures(ev, out.figures))
     plots = {
         key: (f"{RunDir.figure_name}/{name}", caption)
         for key, (name, caption) in figures.items()
         if name
     }
-    for values in set_metrics.values():
+    for values in set_metrics.values():  # figure-only values stay out of metrics.json
         for key in [k for k in values if k.startswith("_")]:
             del values[key]
     metrics: dict[str, Any] = {
@@ -433,6 +369,93 @@ def evaluate(run: Run) -> None:
     write_json(out.metrics, metrics)
     report.write_report(out.report, task, ev, metrics, plots, pre)
     print(f"evaluate: wrote {out.metrics} and {out.report}", flush=True)
+
+
+def _likelihood(
+    run: Run, pre: Any, train: Sequences, heldout: Sequences, where: str
+) -> tuple[Any, MarkovChain, dict[str, Any]]:
+    """The diffusion bound on `heldout`, the task's Markov chain fitted on `train`, and the
+    likelihood section of metrics.json: both in bits per real token with standard errors over
+    sequences, and their paired difference."""
+    task, config, ev_cfg = run.task, run.config, run.config.evaluate
+    rows, lengths = task.as_rows(config, heldout)
+    bound = bits_per_token(
+        (pre.net, pre.graph, pre.schedule),
+        rows,
+        num_t=ev_cfg.num_t,
+        seed=ev_cfg.seed,
+        batch_size=ev_cfg.batch_size,
+        lengths=lengths,
+    )
+    spec = task.baseline
+    chain = MarkovChain(task.num_tokens, spec.order, alpha=spec.alpha)
+    chain.fit([r.numpy() for r in task.as_rows(config, train)[0]])
+    if lengths is None:  # every sequence is a full row
+        chain_bits = chain.nll_bits([r.numpy() for r in rows]) / rows.shape[1]
+        chain_mean = float(chain_bits.mean())
+    else:  # per real token, the padding's cost included
+        chain_bits = chain.nll_bits([r.numpy() for r in rows]) / lengths.numpy()
+        chain_mean = float(np.sum(chain_bits * lengths.numpy()) / lengths.sum().item())
+    diff, diff_se = paired_difference(bound.per_sequence, chain_bits)
+    print(
+        f"bits/{task.token_unit}: {bound.bits_per_token:.4f} ± {bound.stderr:.4f} (diffusion "
+        f"bound, {where}); {spec.label}: {chain_mean:.4f}",
+        flush=True,
+    )
+    likelihood: dict[str, Any] = {
+        "diffusion_bound": bound.as_dict(),
+        f"{spec.key}_nll": {
+            "bits_per_token": chain_mean,
+            "stderr": float(chain_bits.std(ddof=1) / math.sqrt(chain_bits.size)),
+        },
+        f"bound_minus_{spec.key}": {"mean": diff, "stderr": diff_se},
+        "uniform_bits_per_token": task.uniform_bits,
+        "heldout": where,
+    }
+    return bound, chain, likelihood
+
+
+def _compared_sets(
+    run: Run,
+    train: Sequences,
+    heldout: Sequences,
+    samples: Tensor | None,
+    chain: MarkovChain,
+    num: int,
+) -> tuple[Tensor, dict[str, tuple[Sequences, Role, Any]]]:
+    """The baseline chain's rows, and every compared set by report name: `(sequences, role,
+    what copies are checked against)`. The seeded draws keep one order (the baseline's samples,
+    then the shuffles), so a seed gives the same sets in every domain."""
+    task, config, seed = run.task, run.config, run.config.evaluate.seed
+    rng = np.random.default_rng(seed)
+    real_rows = subsample(count(train), num, seed + 1)
+    rest = np.setdiff1d(np.arange(count(train)), real_rows)
+    baseline_rows = torch.from_numpy(chain.sample(num, task.sample_length(config), rng))
+    to_shuffle = select(heldout, subsample(count(heldout), num, seed + 2))
+    shuffled = [seq[torch.from_numpy(rng.permutation(seq.numel()))] for seq in to_shuffle]
+    reference = task.metric_reference(train)
+    compared: dict[str, tuple[Sequences, Role, Any]] = {}
+    if samples is not None:
+        compared["diffusion samples"] = (task.from_rows(samples), "samples", reference)
+    compared[f"real (training {task.unit})"] = (
+        select(train, real_rows),
+        "real",
+        task.metric_reference(select(train, rest)),  # a real sequence is no copy of itself
+    )
+    compared[f"{task.baseline.label} samples"] = (
+        task.from_rows(baseline_rows),
+        "baseline",
+        reference,
+    )
+    compared["shuffled held-out"] = (
+        shuffled if isinstance(to_shuffle, list) else torch.stack(shuffled),
+        "shuffled",
+        reference,
+    )
+    own = task.reference_set(heldout, num, seed + 3)
+    if own is not None:
+        compared["held-out (reference)"] = (own, "reference", reference)
+    return baseline_rows, compared
 
 
 def _evaluation_data(run: Run) -> tuple[Sequences, Sequences, dict[str, Any], bool, dict[str, Any]]:
@@ -486,13 +509,14 @@ def _infill_metrics(run: Run, ev: Evaluation) -> dict[str, Any] | None:
     }
 
 
-def _training_figure(run: Run, label: str, baseline_bits: float) -> str:
+def _training_figure(run: Run, ev: Evaluation) -> str:
+    """The training curves with the baseline's held-out NLL; the file name ("" for no logs)."""
     name = "training.png"
     made = report.plot_training_curves(
         run.model_dir.training_logs(),
         run.out.figures / name,
         run.task.token_unit,
-        {f"{label} NLL (held-out)": baseline_bits},
+        {f"{run.task.baseline.label} NLL (held-out)": ev.baseline_bits},
     )
     return name if made else ""
 

@@ -73,8 +73,9 @@ class Evaluation:
 
     Attributes:
         config: the resolved configuration.
-        train: the sequences the model was trained on.
-        heldout: the scored held-out sequences (a seeded subsample).
+        train: the sequences the model was trained on, in the task's form (`Sequences`: rows
+            for the DNA and text tasks, a list for proteins).
+        heldout: the scored held-out sequences (a seeded subsample), in the same form.
         samples: the model's sampled rows `[N, L]`, if `sample` ran.
         infill: the infilled rows `[N, L]`, if `infill` ran.
         baseline_rows: rows `[N, L]` drawn from the baseline chain.
@@ -86,12 +87,12 @@ class Evaluation:
     """
 
     config: Any
-    train: Sequences
-    heldout: Sequences
+    train: Any
+    heldout: Any
     samples: Tensor | None
     infill: Tensor | None
     baseline_rows: Tensor
-    sets: dict[str, Sequences]
+    sets: dict[str, Any]
     metrics: dict[str, dict[str, Any]]
     motifs: list[tuple[Motif, tuple[int, int]]]
     baseline_bits: float
