@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ddiff._categorical import sample_categorical
 from ddiff._checks import check_token_batch
-from ddiff.nets.transformer import PRESETS, _Block, _check_sizes, _run_trunk
+from ddiff.nets.transformer import PRESETS, _check_sizes, _load_legacy_trunk_keys, _Trunk
 
 
 class CausalTransformer(nn.Module):
@@ -88,18 +88,20 @@ class CausalTransformer(nn.Module):
         self.mlp_ratio = float(mlp_ratio)
         self.dropout = float(dropout)
 
+        # Construction order fixes the initialisation for a given seed: embedding, then trunk.
         self.embedding = nn.Embedding(self.num_tokens + 1, self.dim)  # the last row is BOS
         nn.init.normal_(self.embedding.weight, std=0.02)
-        self.blocks = nn.ModuleList(
-            _Block(self.dim, self.heads, self.cond_dim, hidden, self.dropout, causal=True)
-            for _ in range(self.depth)
+        self.trunk = _Trunk(
+            self.dim,
+            self.depth,
+            self.heads,
+            self.cond_dim,
+            hidden,
+            self.dropout,
+            self.num_tokens,
+            causal=True,
         )
-        self.final_norm = nn.LayerNorm(self.dim, elementwise_affine=False, eps=1e-6)
-        self.final_modulation = nn.Linear(self.cond_dim, 2 * self.dim)
-        self.head = nn.Linear(self.dim, self.num_tokens)
-        for layer in (self.final_modulation, self.head):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        self.register_load_state_dict_pre_hook(_load_legacy_trunk_keys)
 
     @classmethod
     def from_preset(cls, name: str, num_tokens: int, **overrides: Any) -> CausalTransformer:
@@ -144,7 +146,7 @@ class CausalTransformer(nn.Module):
         bos = tokens.new_full((b, 1), self.bos_token)
         h = self.embedding(torch.cat([bos, tokens[:, :-1]], dim=1))
         # No noise level: a zero conditioning vector leaves each modulation its bias.
-        return _run_trunk(self, h, h.new_zeros(b, self.cond_dim))
+        return self.trunk(h, h.new_zeros(b, self.cond_dim))
 
     def log_prob(self, tokens: Tensor) -> Tensor:
         r"""$\log p_\theta(x^i \mid x^{<i})$ per position, `[batch, length]`, float32 or wider.
@@ -217,11 +219,12 @@ class CausalTransformer(nn.Module):
         total = sum(
             p.numel()
             for name, p in self.named_parameters()
-            if not name.endswith("modulation.weight")  # blocks.<k>.modulation, final_modulation
+            if not name.endswith("modulation.weight")  # the blocks' and the final modulation
         )
         if non_embedding:
             total -= sum(
-                p.numel() for p in (self.embedding.weight, self.head.weight, self.head.bias)
+                p.numel()
+                for p in (self.embedding.weight, self.trunk.head.weight, self.trunk.head.bias)
             )
         return total
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -131,30 +131,70 @@ class _Block(nn.Module):
         return h + gate2 * self.dropout(m)
 
 
-class _Trunk(Protocol):
-    """What `_run_trunk` reads of a network."""
+class _Trunk(nn.Module):
+    """The part both transformers share: blocks, final adaLN-modulated norm and output head.
 
-    dim: int
-    heads: int
-    blocks: nn.ModuleList
-    final_norm: nn.LayerNorm
-    final_modulation: nn.Linear
-    head: nn.Linear
+    Maps embedded tokens `h` `[B, L, dim]` and a conditioning vector `c` `[B, cond_dim]` to raw
+    outputs `[B, L, out_features]`. The final modulation and the head are zero-initialised, so
+    an untrained trunk outputs zeros. `TransformerScoreNet` (bidirectional) and
+    `CausalTransformer` (`causal=True`) compose it after their own input embeddings.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        cond_dim: int,
+        hidden: int,
+        dropout: float,
+        out_features: int,
+        *,
+        causal: bool,
+    ) -> None:
+        super().__init__()
+        self.heads = heads
+        self.blocks = nn.ModuleList(
+            _Block(dim, heads, cond_dim, hidden, dropout, causal=causal) for _ in range(depth)
+        )
+        self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Linear(cond_dim, 2 * dim)
+        self.head = nn.Linear(dim, out_features)
+        for layer in (self.final_modulation, self.head):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, h: Tensor, c: Tensor) -> Tensor:
+        cos, sin = rotary_cos_sin(
+            h.shape[1],
+            h.shape[-1] // self.heads,
+            device=h.device,
+            dtype=torch.promote_types(h.dtype, torch.float32),
+        )
+        for block in self.blocks:
+            h = block(h, c, cos, sin)
+        shift, scale = self.final_modulation(c)[:, None].chunk(2, -1)
+        return self.head(_modulate(self.final_norm(h), shift, scale))
+
+    if TYPE_CHECKING:  # `nn.Module.__call__` is untyped.
+
+        def __call__(self, h: Tensor, c: Tensor) -> Tensor: ...
 
 
-def _run_trunk(net: _Trunk, h: Tensor, c: Tensor) -> Tensor:
-    """The blocks, final adaLN-modulated norm and head of `net` (a `TransformerScoreNet` or a
-    `CausalTransformer`) on embedded tokens `h` `[B, L, dim]` with conditioning `c` `[B, cond]`."""
-    cos, sin = rotary_cos_sin(
-        h.shape[1],
-        net.dim // net.heads,
-        device=h.device,
-        dtype=torch.promote_types(h.dtype, torch.float32),
-    )
-    for block in net.blocks:
-        h = block(h, c, cos, sin)
-    shift, scale = net.final_modulation(c)[:, None].chunk(2, -1)
-    return net.head(_modulate(net.final_norm(h), shift, scale))
+# The trunk's parameters sat at the top level of both networks until they became one module:
+# state dicts saved then name them `blocks.<k>...`, `final_modulation...`, `head...`.
+_LEGACY_TRUNK_KEYS = ("blocks.", "final_modulation.", "head.")
+
+
+def _load_legacy_trunk_keys(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
+    """A load-state-dict pre-hook: rename a legacy key `<prefix>head.weight` to
+    `<prefix>trunk.head.weight` (and likewise for the blocks and the final modulation)."""
+    for key in list(state_dict):
+        local = key[len(prefix) :]
+        if key.startswith(prefix) and local.startswith(_LEGACY_TRUNK_KEYS):
+            state_dict[f"{prefix}trunk.{local}"] = state_dict.pop(key)
 
 
 class TransformerScoreNet(ScoreNet):
@@ -247,18 +287,22 @@ class TransformerScoreNet(ScoreNet):
         self.dropout = float(dropout)
         self.parameterization = parameterization
 
+        # Construction order fixes the initialisation for a given seed: embedding, noise
+        # embedding, then the trunk's blocks, final modulation and head.
         self.embedding = nn.Embedding(self.num_states, self.dim)
         nn.init.normal_(self.embedding.weight, std=0.02)
         self.sigma_embedding = _SigmaEmbedding(self.cond_dim)
-        self.blocks = nn.ModuleList(
-            _Block(self.dim, self.heads, self.cond_dim, hidden, self.dropout) for _ in range(depth)
+        self.trunk = _Trunk(
+            self.dim,
+            self.depth,
+            self.heads,
+            self.cond_dim,
+            hidden,
+            self.dropout,
+            self.num_states,
+            causal=False,
         )
-        self.final_norm = nn.LayerNorm(self.dim, elementwise_affine=False, eps=1e-6)
-        self.final_modulation = nn.Linear(self.cond_dim, 2 * self.dim)
-        self.head = nn.Linear(self.dim, self.num_states)
-        for layer in (self.final_modulation, self.head):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        self.register_load_state_dict_pre_hook(_load_legacy_trunk_keys)
 
     @classmethod
     def from_preset(cls, name: str, num_states: int, **overrides: Any) -> TransformerScoreNet:
@@ -285,7 +329,7 @@ class TransformerScoreNet(ScoreNet):
         return self.parameterization(self._raw(x_t, sigma), x_t, sigma)
 
     def _raw(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        return _run_trunk(self, self.embedding(x_t), self.sigma_embedding(sigma))
+        return self.trunk(self.embedding(x_t), self.sigma_embedding(sigma))
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Number of parameters; by default without the two tables whose size grows with S.
@@ -296,7 +340,8 @@ class TransformerScoreNet(ScoreNet):
         total = sum(p.numel() for p in self.parameters())
         if non_embedding:
             total -= sum(
-                p.numel() for p in (self.embedding.weight, self.head.weight, self.head.bias)
+                p.numel()
+                for p in (self.embedding.weight, self.trunk.head.weight, self.trunk.head.bias)
             )
         return total
 

@@ -91,9 +91,9 @@ def test_log_prob_is_float32_under_bf16_autocast() -> None:
 def test_same_blocks_as_the_diffusion_network_of_the_same_preset() -> None:
     ar = CausalTransformer.from_preset("tiny", 4)
     diffusion = TransformerScoreNet.from_preset("tiny", 4)
-    shapes = {k: v.shape for k, v in ar.state_dict().items() if k.startswith("blocks.")}
+    shapes = {k: v.shape for k, v in ar.state_dict().items() if k.startswith("trunk.blocks.")}
     assert shapes == {
-        k: v.shape for k, v in diffusion.state_dict().items() if k.startswith("blocks.")
+        k: v.shape for k, v in diffusion.state_dict().items() if k.startswith("trunk.blocks.")
     }
     # The diffusion net also has the noise embedding and uses its modulation weights; the
     # AR net's modulation weights multiply a zero conditioning and are not counted.

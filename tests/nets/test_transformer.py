@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
+from torch import nn
 
 import ddiff.nets.transformer as transformer_module
 from ddiff import AbsorbingGraph
 from ddiff.nets import (
     PRESETS,
+    CausalTransformer,
     LogScoreParameterization,
     ScaledAbsorbingParameterization,
     TransformerScoreNet,
@@ -166,3 +169,29 @@ def test_invalid_arguments(kwargs: dict[str, object], match: str) -> None:
 def test_parameterization_must_be_a_parameterization() -> None:
     with pytest.raises(TypeError, match="must be a Parameterization"):
         TransformerScoreNet(S, dim=8, depth=1, heads=2, parameterization=lambda r, x, s: r)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TransformerScoreNet(5, dim=32, depth=2, heads=2, cond_dim=16),
+        lambda: CausalTransformer(4, dim=32, depth=2, heads=2, cond_dim=16),
+    ],
+    ids=["diffusion", "autoregressive"],
+)
+def test_state_dicts_from_before_the_shared_trunk_load(make: Callable[[], nn.Module]) -> None:
+    """Saved before the trunk was one module, the blocks, final modulation and head sat at the
+    top level (`blocks.0.qkv.weight`, `head.weight`); such state dicts still load, strictly,
+    also nested in another module (a Lightning checkpoint's `net.` prefix)."""
+    torch.manual_seed(0)
+    saved = make().state_dict()
+    legacy = {k.removeprefix("trunk."): v for k, v in saved.items()}
+    assert {"blocks.0.qkv.weight", "final_modulation.weight", "head.weight"} <= set(legacy)
+    torch.manual_seed(1)
+    net = make()
+    net.load_state_dict(legacy, strict=True)
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in saved.items())
+    holder = nn.Module()
+    holder.net = make()
+    holder.load_state_dict({f"net.{k}": v for k, v in legacy.items()}, strict=True)
+    assert all(torch.equal(holder.net.state_dict()[k], v) for k, v in saved.items())
