@@ -1,6 +1,8 @@
 """The Graph contract (DESIGN.md section 3), checked for every graph against dense references.
 
-A new graph is one line in GRAPHS; hypothesis also draws random uniform/absorbing/dense graphs.
+The suite runs over the examples of every concrete Graph class in ddiff (`tests.testing.registry`:
+a new class needs a line in EXAMPLES, or test_every_graph_class_has_examples fails); hypothesis
+also draws random uniform/absorbing/dense graphs.
 The checks themselves live in `ddiff.testing.contracts`, which users run on their own graphs.
 """
 
@@ -14,8 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ddiff import AbsorbingGraph, DenseGraph, Graph, UniformGraph
+from ddiff.graphs import gtr, hky85, jc69, k80, protein_graph
 from ddiff.testing import ExactOracle, contracts
 from ddiff.testing import strategies as dst
+from tests.testing import registry
 
 
 def _random_generator(s: int, seed: int, reversible: bool) -> torch.Tensor:
@@ -32,30 +36,30 @@ def _random_generator(s: int, seed: int, reversible: bool) -> torch.Tensor:
     return q
 
 
-GRAPHS: dict[str, Graph] = {
-    "uniform-2": UniformGraph(2),
-    "uniform-6": UniformGraph(6),
-    "absorbing-1": AbsorbingGraph(1),
-    "absorbing-5": AbsorbingGraph(5),
-    "dense-reversible": DenseGraph(_random_generator(5, 0, reversible=True)),
-    "dense-nonreversible": DenseGraph(_random_generator(4, 1, reversible=False)),
-    "dense-absorbing": DenseGraph(AbsorbingGraph(3).rate_matrix(), num_tokens=3),
-}
-try:  # substitution models (ddiff.graphs.substitution)
-    from ddiff.graphs import gtr, hky85, jc69, k80, protein_graph
-
-    GRAPHS |= {
+# Examples of every concrete Graph class in ddiff (a new class needs an entry: see
+# test_every_graph_class_has_examples). The substitution models are DenseGraphs.
+EXAMPLES: dict[type[Graph], dict[str, Graph]] = {
+    UniformGraph: {"uniform-2": UniformGraph(2), "uniform-6": UniformGraph(6)},
+    AbsorbingGraph: {"absorbing-1": AbsorbingGraph(1), "absorbing-5": AbsorbingGraph(5)},
+    DenseGraph: {
+        "dense-reversible": DenseGraph(_random_generator(5, 0, reversible=True)),
+        "dense-nonreversible": DenseGraph(_random_generator(4, 1, reversible=False)),
+        "dense-absorbing": DenseGraph(AbsorbingGraph(3).rate_matrix(), num_tokens=3),
         "jc69": jc69(),
         "k80": k80(3.0),
         "hky85": hky85(2.5, (0.1, 0.2, 0.3, 0.4)),
         "gtr": gtr((1.0, 2.0, 0.5, 0.7, 3.0, 1.0), (0.3, 0.2, 0.2, 0.3)),
         "protein": protein_graph(),
-    }
-except ImportError:  # pragma: no cover - only while the module is being written
-    pass
+    },
+}
+GRAPHS = registry.implementations(Graph, EXAMPLES)
 
 SIGMAS = [0.0, 1e-5, 1e-3, 0.1, 1.0, 10.0]
 names = pytest.mark.parametrize("name", list(GRAPHS))
+
+
+def test_every_graph_class_has_examples() -> None:
+    assert not registry.missing(Graph, EXAMPLES), "add examples of these graphs to EXAMPLES"
 
 
 # -- the rate matrix ----------------------------------------------------------------------------
@@ -167,7 +171,24 @@ def test_staggered_score(name: str, dsigma: float) -> None:
 
 # -- fast paths equal the generic path ----------------------------------------------------------
 
-FAST = {"uniform": UniformGraph(7), "absorbing": AbsorbingGraph(6)}
+_GENERIC = [m for m in vars(Graph) if not m.startswith("_") and m not in Graph.__abstractmethods__]
+
+
+def _overrides(cls: type[Graph]) -> bool:
+    return any(getattr(cls, m) is not getattr(Graph, m) for m in _GENERIC)
+
+
+def _largest(examples: dict[str, Graph]) -> str:
+    return max(examples, key=lambda name: examples[name].num_states)
+
+
+# The largest example of every graph class that overrides a generic member with its own path.
+FAST = {
+    name: GRAPHS[name]
+    for name in (
+        _largest(EXAMPLES[cls]) for cls in registry.concrete_subclasses(Graph) if _overrides(cls)
+    )
+}
 
 
 @pytest.mark.parametrize("name", list(FAST))

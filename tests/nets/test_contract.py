@@ -1,4 +1,8 @@
-"""The `ScoreNet` contract, run over every backbone and parameterisation (one line per net)."""
+"""The `ScoreNet` contract, run over every backbone and parameterisation in ddiff.
+
+The backbones come from `tests.testing.registry` (every concrete `ScoreNet` class needs a factory
+in `EXAMPLES`), and every concrete `Parameterization` must be used by one of the factories.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,39 @@ import pytest
 import torch
 
 from ddiff import AbsorbingGraph
-from ddiff.nets import ScaledAbsorbingParameterization, ScoreNet, TransformerScoreNet
+from ddiff.nets import (
+    Parameterization,
+    ScaledAbsorbingParameterization,
+    ScoreNet,
+    TransformerScoreNet,
+)
 from ddiff.testing import contracts
+from tests.testing import registry
 
 GRAPH = AbsorbingGraph(5)
 S = GRAPH.num_states
 
-FACTORIES: dict[str, Callable[[], ScoreNet]] = {
-    "transformer-logscore": lambda: TransformerScoreNet.from_preset("tiny", S),
-    "transformer-scaled-absorbing": lambda: TransformerScoreNet.from_preset(
-        "tiny", S, parameterization=ScaledAbsorbingParameterization(GRAPH)
-    ),
+# Factories of every concrete ScoreNet class in ddiff, with each parameterisation it supports (a
+# new class needs an entry: see test_every_net_class_has_factories).
+EXAMPLES: dict[type[ScoreNet], dict[str, Callable[[], ScoreNet]]] = {
+    TransformerScoreNet: {
+        "transformer-logscore": lambda: TransformerScoreNet.from_preset("tiny", S),
+        "transformer-scaled-absorbing": lambda: TransformerScoreNet.from_preset(
+            "tiny", S, parameterization=ScaledAbsorbingParameterization(GRAPH)
+        ),
+    },
 }
+FACTORIES = registry.implementations(ScoreNet, EXAMPLES)
+
+
+def test_every_net_class_has_factories() -> None:
+    assert not registry.missing(ScoreNet, EXAMPLES), "add factories of these nets to EXAMPLES"
+
+
+def test_every_parameterization_is_used() -> None:
+    used = {type(getattr(make(), "parameterization", None)) for make in FACTORIES.values()}
+    unused = [c.__name__ for c in registry.concrete_subclasses(Parameterization) if c not in used]
+    assert not unused, f"no factory in EXAMPLES uses {unused}"
 
 
 def perturb(net: torch.nn.Module, scale: float = 0.1, seed: int = 1) -> None:

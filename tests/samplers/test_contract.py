@@ -1,7 +1,7 @@
 """The Sampler contract, checked for every sampler on every graph.
 
-A new sampler is one line in `cases.SAMPLERS`; a new graph is one line in GRAPHS. The checks
-shared with users live in `ddiff.testing.contracts`.
+Every sampler class in ddiff is run (`cases.SAMPLERS`, from `tests.testing.registry`); a new
+graph is one line in GRAPHS. The checks shared with users live in `ddiff.testing.contracts`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from ddiff.samplers import Sampler, uniform_time_grid
 from ddiff.schedules import GeometricSchedule, LogLinearSchedule
 from ddiff.testing import contracts
 from ddiff.testing.contracts import ToyScore
+from tests.testing import registry
 
-from .cases import SAMPLERS
+from .cases import EXAMPLES, SAMPLERS
 
 
 def _random_q(s: int, seed: int) -> torch.Tensor:
@@ -45,6 +46,10 @@ def make(sampler_name: str, graph_name: str, **kwargs: object) -> Sampler:
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def test_every_sampler_class_has_a_name() -> None:
+    assert not registry.missing(Sampler, EXAMPLES), "add these samplers to cases.EXAMPLES"
 
 
 # -- outputs ---------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""The contract every `NoiseSchedule` must satisfy, run over every schedule in `SCHEDULES`.
+"""The contract every `NoiseSchedule` must satisfy, run over every schedule class in ddiff.
 
-A new schedule (or a new interesting parameter setting) is one line in `SCHEDULES`; the
-schedule-specific closed forms live in the per-schedule test modules, the checks themselves in
-`ddiff.testing.contracts` (which users run on their own schedules).
+The suite runs over the examples of every concrete schedule class (`tests.testing.registry`): a
+new schedule class, or a new interesting parameter setting, is a line in `EXAMPLES`, and a class
+without one fails `test_every_schedule_class_has_examples`. The schedule-specific closed forms
+live in the per-schedule test modules, the checks themselves in `ddiff.testing.contracts` (which
+users run on their own schedules).
 """
 
 import math
@@ -19,16 +21,23 @@ from ddiff.schedules import (
     NoiseSchedule,
 )
 from ddiff.testing import contracts
+from tests.testing import registry
 
-SCHEDULES: list[NoiseSchedule] = [
-    LogLinearSchedule(),
-    LogLinearSchedule(eps=0.0),
-    LogLinearSchedule(eps=0.5),
-    GeometricSchedule(),
-    GeometricSchedule(sigma_min=1.5, sigma_max=1.7),
-    CosineSchedule(),
-    CosineSchedule(eps=0.0),
-]
+
+def _by_repr(*schedules: NoiseSchedule) -> dict[str, NoiseSchedule]:
+    return {repr(schedule): schedule for schedule in schedules}
+
+
+EXAMPLES: dict[type[NoiseSchedule], dict[str, NoiseSchedule]] = {
+    LogLinearSchedule: _by_repr(
+        LogLinearSchedule(), LogLinearSchedule(eps=0.0), LogLinearSchedule(eps=0.5)
+    ),
+    GeometricSchedule: _by_repr(
+        GeometricSchedule(), GeometricSchedule(sigma_min=1.5, sigma_max=1.7)
+    ),
+    CosineSchedule: _by_repr(CosineSchedule(), CosineSchedule(eps=0.0)),
+}
+SCHEDULES = list(registry.implementations(NoiseSchedule, EXAMPLES).values())
 
 each_schedule = pytest.mark.parametrize("schedule", SCHEDULES, ids=repr)
 float_dtypes = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
@@ -42,6 +51,10 @@ def _round_trip_times(dtype: torch.dtype) -> torch.Tensor:
     return torch.cat(
         [torch.tensor(EDGE_TIMES, dtype=dtype), torch.linspace(0, 1, 201, dtype=dtype)]
     )
+
+
+def test_every_schedule_class_has_examples() -> None:
+    assert not registry.missing(NoiseSchedule, EXAMPLES), "add examples to EXAMPLES"
 
 
 # -- monotone, with the right ends ------------------------------------------------------------------
