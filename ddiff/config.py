@@ -8,12 +8,16 @@ that returns the plain object; core classes take typed arguments, never a config
 A run file::
 
     graph: {kind: absorbing, num_tokens: 4}
-    schedule: {kind: loglinear, eps: 0.0}
+    schedule: {kind: loglinear, survival: 0.0}
     net: {kind: transformer, preset: tiny}
     optim: {kind: adamw, lr: 1.0e-3, warmup_steps: 50, ema_decay: 0.99}
     train: {max_steps: 300, batch_size: 32}
     data: {kind: markov, num_tokens: 4, length: 16}
     sampling: {kind: euler, steps: 64}
+
+Keys renamed since earlier versions still load, with a `FutureWarning` that names the file, the
+section and both keys: `schedule.eps` is now `schedule.survival`, `sampling.eps` is
+`sampling.final_time` and `optim.eps` is `optim.adam_eps` ("eps" meant three things).
 
 `RunConfig.from_yaml(path)` validates it; `RunConfig.to_json()` gives the resolved
 configuration (every default filled in) that training saves next to its checkpoints.
@@ -21,7 +25,7 @@ configuration (every default filled in) that training saves next to its checkpoi
 Example:
     >>> cfg = RunConfig.model_validate({
     ...     "graph": {"kind": "absorbing", "num_tokens": 4},
-    ...     "schedule": {"kind": "loglinear", "eps": 0.0},
+    ...     "schedule": {"kind": "loglinear", "survival": 0.0},
     ...     "train": {"max_steps": 10},
     ... })
     >>> cfg.graph.build()
@@ -39,11 +43,15 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import math
 import os
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import torch
 import yaml
@@ -109,9 +117,55 @@ __all__ = [
 
 
 class _Config(BaseModel):
-    """Immutable, and unknown keys are errors."""
+    """Immutable, and unknown keys are errors; renamed keys still load, with a warning."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    _section: ClassVar[str] = ""
+    """The section of a run file this model is (`schedule`, `sampling`, ...), for messages."""
+    _renamed: ClassVar[Mapping[str, str]] = {}
+    """Old key -> new key: the old one is accepted with a `FutureWarning`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rename_old_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        if not cls._renamed or not isinstance(data, dict):
+            return data
+        for old, new in cls._renamed.items():
+            if old not in data:
+                continue
+            where = f"{cls._section}.{old}"
+            if new in data:
+                raise ValueError(f"{where} is the old name of {new}; give only {new}")
+            source = (info.context or {}).get("source")
+            # A FutureWarning, not a DeprecationWarning: Python hides the latter outside
+            # __main__, and the reader of this one is whoever wrote the file.
+            warnings.warn(
+                f"{source + ': ' if source else ''}{where} is deprecated, use "
+                f"{cls._section}.{new} (the same value)",
+                FutureWarning,
+                stacklevel=_caller_level(),
+            )
+            data = {(new if key == old else key): value for key, value in data.items()}
+        return data
+
+
+def _caller_level() -> int:
+    """The `stacklevel` of the first frame outside pydantic and this module (for a warning
+    raised in a validator: it points at the code that loaded the configuration)."""
+    frame, level = inspect.currentframe(), 0
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(
+        ("pydantic", __name__)
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+@functools.cache
+def _keyword(cls: type, new: str) -> str:
+    """`new` if `cls` takes it, else `eps`: the core's renamed arguments (`survival`,
+    `final_time`) during the transition in which `eps` is their deprecated alias."""
+    return new if new in inspect.signature(cls).parameters else "eps"
 
 
 # -- graphs ----------------------------------------------------------------------------------------
@@ -233,13 +287,20 @@ GraphConfig = Annotated[
 
 
 class LogLinearScheduleConfig(_Config):
-    """`LogLinearSchedule(eps)`; `eps: 0` reaches the limit (needed by absorbing graphs)."""
+    r"""`LogLinearSchedule(survival)`; `survival: 0` reaches the limit (absorbing graphs need it).
+
+    `survival` (formerly `eps`) is the probability $e^{-\bar\sigma(1)}$ that a token is still
+    unchanged at t = 1.
+    """
 
     kind: Literal["loglinear"] = "loglinear"
-    eps: float = Field(default=1e-3, ge=0.0, lt=1.0)
+    survival: float = Field(default=1e-3, ge=0.0, lt=1.0)
+
+    _section: ClassVar[str] = "schedule"
+    _renamed: ClassVar[Mapping[str, str]] = {"eps": "survival"}
 
     def build(self) -> LogLinearSchedule:
-        return LogLinearSchedule(self.eps)
+        return LogLinearSchedule(**{_keyword(LogLinearSchedule, "survival"): self.survival})
 
 
 class GeometricScheduleConfig(_Config):
@@ -262,13 +323,16 @@ class GeometricScheduleConfig(_Config):
 
 
 class CosineScheduleConfig(_Config):
-    """`CosineSchedule(eps)`."""
+    """`CosineSchedule(survival)`: `survival` (formerly `eps`) as in `loglinear`."""
 
     kind: Literal["cosine"] = "cosine"
-    eps: float = Field(default=1e-3, ge=0.0, lt=1.0)
+    survival: float = Field(default=1e-3, ge=0.0, lt=1.0)
+
+    _section: ClassVar[str] = "schedule"
+    _renamed: ClassVar[Mapping[str, str]] = {"eps": "survival"}
 
     def build(self) -> CosineSchedule:
-        return CosineSchedule(self.eps)
+        return CosineSchedule(**{_keyword(CosineSchedule, "survival"): self.survival})
 
 
 ScheduleConfig = Annotated[
@@ -341,17 +405,21 @@ NetConfig = Annotated[TransformerNetConfig, Field(discriminator="kind")]
 class AdamWConfig(_Config):
     """AdamW with linear warm-up, gradient clipping and an EMA of the weights (SEDD's defaults).
 
-    See `ddiff.training.OptimSettings` for the meaning of each field.
+    See `ddiff.training.OptimSettings` for the meaning of each field; `adam_eps` (formerly
+    `eps`) is AdamW's denominator offset.
     """
 
     kind: Literal["adamw"] = "adamw"
     lr: float = Field(default=3e-4, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(default=1e-8, gt=0)
+    adam_eps: float = Field(default=1e-8, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     warmup_steps: int = Field(default=2500, ge=0)
     grad_clip: float | None = Field(default=1.0, gt=0)
     ema_decay: float | None = Field(default=0.9999, ge=0, lt=1)
+
+    _section: ClassVar[str] = "optim"
+    _renamed: ClassVar[Mapping[str, str]] = {"eps": "adam_eps"}
 
     def build(self) -> OptimSettings:
         from ddiff.training import OptimSettings
@@ -359,7 +427,7 @@ class AdamWConfig(_Config):
         return OptimSettings(
             lr=self.lr,
             betas=self.betas,
-            eps=self.eps,
+            adam_eps=self.adam_eps,
             weight_decay=self.weight_decay,
             warmup_steps=self.warmup_steps,
             grad_clip=self.grad_clip,
@@ -543,13 +611,18 @@ class _SamplerFields(_Config):
     steps: int = Field(
         default=128, ge=1, description="reverse steps (the denoise step adds one call)"
     )
-    eps: float = Field(default=1e-5, gt=0, lt=1)
+    final_time: float = Field(
+        default=1e-5, gt=0, lt=1, description="the last time of the grid (formerly `eps`)"
+    )
     denoise: bool = True
     categorical_dtype: Literal["float64", "float32"] = "float64"
 
-    def _kwargs(self) -> dict[str, Any]:
+    _section: ClassVar[str] = "sampling"
+    _renamed: ClassVar[Mapping[str, str]] = {"eps": "final_time"}
+
+    def _kwargs(self, sampler: type) -> dict[str, Any]:
         return {
-            "eps": self.eps,
+            _keyword(sampler, "final_time"): self.final_time,
             "denoise": self.denoise,
             "categorical_dtype": getattr(torch, self.categorical_dtype),
         }
@@ -563,7 +636,7 @@ class EulerSamplerConfig(_SamplerFields):
     def build(self, graph: Graph, schedule: NoiseSchedule) -> Sampler:
         from ddiff.samplers import EulerSampler
 
-        return EulerSampler(graph, schedule, **self._kwargs())
+        return EulerSampler(graph, schedule, **self._kwargs(EulerSampler))
 
 
 class TauLeapingSamplerConfig(_SamplerFields):
@@ -574,7 +647,7 @@ class TauLeapingSamplerConfig(_SamplerFields):
     def build(self, graph: Graph, schedule: NoiseSchedule) -> Sampler:
         from ddiff.samplers import TauLeapingSampler
 
-        return TauLeapingSampler(graph, schedule, **self._kwargs())
+        return TauLeapingSampler(graph, schedule, **self._kwargs(TauLeapingSampler))
 
 
 class AnalyticSamplerConfig(_SamplerFields):
@@ -585,7 +658,7 @@ class AnalyticSamplerConfig(_SamplerFields):
     def build(self, graph: Graph, schedule: NoiseSchedule) -> Sampler:
         from ddiff.samplers import AnalyticSampler
 
-        return AnalyticSampler(graph, schedule, **self._kwargs())
+        return AnalyticSampler(graph, schedule, **self._kwargs(AnalyticSampler))
 
 
 SamplerConfig = Annotated[
@@ -603,7 +676,7 @@ class RunConfig(_Config):
 
     Cross-field checks: the data's alphabet matches the graph's; `scaled_absorbing` needs an
     absorbing graph; an absorbing graph needs a schedule that reaches the limit (`loglinear` or
-    `cosine` with `eps: 0`), otherwise its likelihood bound is infinite.
+    `cosine` with `survival: 0`), otherwise its likelihood bound is infinite.
     """
 
     graph: GraphConfig
@@ -628,8 +701,8 @@ class RunConfig(_Config):
         if isinstance(graph, AbsorbingGraph) and math.isfinite(self.schedule.build().total_max):
             raise ValueError(
                 "an absorbing graph needs a schedule that reaches the all-MASK limit, or its "
-                "likelihood bound is infinite: use schedule {kind: loglinear, eps: 0} (or cosine "
-                "with eps: 0)"
+                "likelihood bound is infinite: use schedule {kind: loglinear, survival: 0} (or "
+                "cosine with survival: 0)"
             )
         if isinstance(self.data, MarkovDataConfig) and self.data.num_tokens != graph.num_tokens:
             raise ValueError(
@@ -668,7 +741,9 @@ class RunConfig(_Config):
         for key, value in (overrides or {}).items():
             _set_dotted(data, key, value)
         try:
-            return cls.model_validate(data, context={"base_dir": path.parent.resolve()})
+            return cls.model_validate(
+                data, context={"base_dir": path.parent.resolve(), "source": str(path)}
+            )
         except ValidationError as e:
             raise ValidationError.from_exception_data(str(path), e.errors()) from None  # type: ignore[arg-type]
 
@@ -677,7 +752,7 @@ class RunConfig(_Config):
         """Load a configuration written by `save_json`."""
         path = Path(path)
         try:
-            return cls.model_validate_json(path.read_text())
+            return cls.model_validate_json(path.read_text(), context={"source": str(path)})
         except ValidationError as e:
             raise ValidationError.from_exception_data(str(path), e.errors()) from None  # type: ignore[arg-type]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ from ddiff.training import OptimSettings, TokenDataModule
 
 YAML = """\
 graph: {kind: absorbing, num_tokens: 4}
-schedule: {kind: loglinear, eps: 0.0}
+schedule: {kind: loglinear, survival: 0.0}
 net: {kind: transformer, preset: tiny}
 optim: {kind: adamw, lr: 1.0e-3, warmup_steps: 10}
 train: {max_steps: 20, batch_size: 8}
@@ -52,7 +54,7 @@ sampling: {kind: analytic, steps: 32}
 def minimal(**sections: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "graph": {"kind": "uniform", "num_tokens": 4},
-        "schedule": {"kind": "loglinear", "eps": 0.0},
+        "schedule": {"kind": "loglinear", "survival": 0.0},
         "train": {"max_steps": 5},
     }
     base.update(sections)
@@ -151,9 +153,9 @@ def test_invalid_dense_matrix_is_a_validation_error() -> None:
 @pytest.mark.parametrize(
     ("config", "cls"),
     [
-        (LogLinearScheduleConfig(eps=0.0), LogLinearSchedule),
+        (LogLinearScheduleConfig(survival=0.0), LogLinearSchedule),
         (GeometricScheduleConfig(sigma_min=1e-3, sigma_max=10.0), GeometricSchedule),
-        (CosineScheduleConfig(eps=1e-3), CosineSchedule),
+        (CosineScheduleConfig(survival=1e-3), CosineSchedule),
     ],
 )
 def test_schedule_configs_build_schedules(config: Any, cls: type) -> None:
@@ -182,7 +184,7 @@ def test_cross_field_checks_say_what_to_fix() -> None:
         RunConfig.model_validate(
             minimal(net={"kind": "transformer", "parameterization": "scaled_absorbing"})
         )
-    with pytest.raises(ValidationError, match="eps: 0"):
+    with pytest.raises(ValidationError, match="survival: 0"):
         RunConfig.model_validate(
             minimal(graph={"kind": "absorbing", "num_tokens": 4}, schedule={"kind": "loglinear"})
         )
@@ -194,14 +196,14 @@ def test_cross_field_checks_say_what_to_fix() -> None:
     ("config", "cls"),
     [
         (EulerSamplerConfig(), EulerSampler),
-        (TauLeapingSamplerConfig(eps=1e-3), TauLeapingSampler),
+        (TauLeapingSamplerConfig(final_time=1e-3), TauLeapingSampler),
         (AnalyticSamplerConfig(categorical_dtype="float32", denoise=False), AnalyticSampler),
     ],
 )
 def test_sampler_configs_build_samplers(config: Any, cls: type) -> None:
     sampler = config.build(UniformGraph(4), LogLinearSchedule())
     assert type(sampler) is cls
-    assert sampler.eps == config.eps and sampler.denoise == config.denoise
+    assert sampler.eps == config.final_time and sampler.denoise == config.denoise
     assert sampler.categorical_dtype == getattr(torch, config.categorical_dtype)
 
 
@@ -254,3 +256,55 @@ def test_npy_data_never_unpickles(tmp_path: Path) -> None:
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="pickle"):
         NpyDataConfig(train=path).build(batch_size=1)
+
+
+OLD_KEYS = """\
+graph: {kind: absorbing, num_tokens: 4}
+schedule: {kind: cosine, eps: 0.0}
+optim: {kind: adamw, eps: 1.0e-7}
+train: {max_steps: 20}
+sampling: {kind: tau_leaping, eps: 1.0e-4}
+"""
+
+
+def test_old_eps_keys_still_load_with_a_warning_naming_file_section_and_keys(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text(OLD_KEYS)
+    with pytest.warns(FutureWarning) as caught:
+        cfg = RunConfig.from_yaml(path)
+    messages = sorted(str(w.message) for w in caught)
+    assert messages == [
+        f"{path}: optim.eps is deprecated, use optim.adam_eps (the same value)",
+        f"{path}: sampling.eps is deprecated, use sampling.final_time (the same value)",
+        f"{path}: schedule.eps is deprecated, use schedule.survival (the same value)",
+    ]
+    assert cfg.schedule == CosineScheduleConfig(survival=0.0)
+    assert cfg.optim.adam_eps == 1e-7 and cfg.optim.build().adam_eps == 1e-7
+    assert cfg.sampling == TauLeapingSamplerConfig(final_time=1e-4)
+    assert '"eps"' not in cfg.to_json()  # saved with the new names
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new names load without a warning
+        assert RunConfig.from_json(cfg.save_json(tmp_path / "config.json")) == cfg
+
+
+def test_an_old_config_json_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(
+        '{"graph": {"kind": "uniform", "num_tokens": 4}, "schedule": {"kind": "loglinear", '
+        '"eps": 0.001}, "train": {"max_steps": 5}}'
+    )
+    with pytest.warns(FutureWarning, match=re.escape(f"{path}: schedule.eps is deprecated")):
+        assert RunConfig.from_json(path).schedule == LogLinearScheduleConfig(survival=1e-3)
+
+
+def test_old_and_new_key_together_is_an_error() -> None:
+    with pytest.raises(ValidationError, match=r"sampling\.eps is the old name of final_time"):
+        EulerSamplerConfig.model_validate({"eps": 1e-3, "final_time": 1e-3})
+
+
+def test_old_keyword_of_optim_settings_is_deprecated() -> None:
+    with pytest.warns(DeprecationWarning, match="adam_eps"):
+        settings = OptimSettings(eps=1e-6)
+    assert settings == OptimSettings(adam_eps=1e-6)

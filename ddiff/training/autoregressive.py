@@ -35,17 +35,18 @@ class AutoregressiveModule(_TrainingModule):
     summed over all L positions, pads included, exactly as `DiffusionModule`'s bound counts
     them (the pads are data: the model learns where sequences end), divided by the real
     tokens (`TokenBatch.lengths`); computed in float32 or wider, also under bf16 autocast.
-    Validation uses the weights' exponential moving average (`ema`) and logs the same keys as
-    `DiffusionModule`, so that the same log readers compare the two:
+    Validation uses the weights' exponential moving average (`ema`) and logs `val/bits_per_token`
+    as `DiffusionModule` does, so that the same log readers compare the two, with an error of
+    another kind under another name:
 
     - `val/bits_per_token`: $\sum_b -\log_2 p_\theta(x_b) / \sum_b \ell_b$, exact (no bound,
       no Monte Carlo), with $\ell_b$ the real tokens of sequence b;
     - `val/stderr_bits_per_token`: the standard error of that ratio over the validation
       sequences (delta method: $\sqrt{\frac{B}{B - 1} \sum_b (n_b - \hat r \ell_b)^2} /
       \sum_b \ell_b$, with $n_b$ the bits of sequence b and $\hat r$ the ratio). Unlike the
-      diffusion module's, whose standard error is over time samples with the data held
-      fixed, this one measures how far the validation set's figure is from the model's
-      expected NLL on the source.
+      diffusion module's `val/mc_stderr_bits_per_token`, a Monte Carlo error over time samples
+      with the data held fixed, this one measures how far the validation set's figure is from
+      the model's expected NLL on the source.
 
     Both are what `ddiff.eval.bits_per_token(module.averaged_net, val_tokens, lengths=...)`
     returns as `bits_per_token` and `stderr` (the same code computes them), so a held-out set

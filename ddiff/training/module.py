@@ -198,7 +198,10 @@ class DiffusionModule(_TrainingModule):
     one time per sequence, stratified over the (global) batch: the k-th of K sequences gets
     $t \in [k/K, (k+1)/K)$, which lowers the variance of the loss without biasing it. Validation
     reports the full bound (integral plus prior term) in bits per real token, with the weights'
-    exponential moving average (`ema`), over `val_num_t` stratified times per sequence.
+    exponential moving average (`ema`), over `val_num_t` stratified times per sequence: it logs
+    `val/bits_per_token`, `val/prior_bits_per_token` and `val/mc_stderr_bits_per_token`, the
+    Monte Carlo error over those times with the validation set held fixed (what
+    `ddiff.eval.LikelihoodEstimate` calls `mc_stderr`).
 
     Randomness (times and noised tokens) comes from generators keyed by the seed, the optimizer
     step and the rank (see `ddiff.training._seeding`): a run resumed from a checkpoint continues
@@ -348,7 +351,7 @@ class DiffusionModule(_TrainingModule):
         return {
             "val/bits_per_token": nats * to_bits,
             "val/prior_bits_per_token": prior * to_bits,
-            "val/stderr_bits_per_token": math.sqrt(variance) * to_bits,
+            "val/mc_stderr_bits_per_token": math.sqrt(variance) * to_bits,
         }
 
     # -- checkpoints: the graph -------------------------------------------------------------------

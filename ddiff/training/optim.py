@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ class OptimSettings:
     Attributes:
         lr: peak learning rate (> 0).
         betas: AdamW's moment decays, each in [0, 1).
-        eps: AdamW's denominator offset (> 0).
+        adam_eps: AdamW's denominator offset (> 0). (`eps=` is still accepted, deprecated.)
         weight_decay: decoupled weight decay (>= 0).
         warmup_steps: optimizer steps of linear warm-up (0: none).
         grad_clip: maximum global gradient norm, or None not to clip.
@@ -44,19 +45,27 @@ class OptimSettings:
 
     lr: float = 3e-4
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    adam_eps: float = 1e-8
     weight_decay: float = 0.0
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
     ema_decay: float | None = 0.9999
+    eps: InitVar[float | None] = None  # the old name of adam_eps
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, eps: float | None) -> None:
+        if eps is not None:
+            warnings.warn(
+                "OptimSettings(eps=...) is deprecated, use adam_eps=... (the same value)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            object.__setattr__(self, "adam_eps", eps)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if not self.eps > 0:
-            raise ValueError(f"eps must be > 0, got {self.eps!r}")
+        if not self.adam_eps > 0:
+            raise ValueError(f"adam_eps must be > 0, got {self.adam_eps!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if isinstance(self.warmup_steps, bool) or int(self.warmup_steps) != self.warmup_steps:
@@ -78,9 +87,9 @@ class OptimSettings:
                 {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.weight_decay},
                 {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
             ]
-            return torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, eps=self.eps)
+            return torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, eps=self.adam_eps)
         return torch.optim.AdamW(
-            params, lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=0.0
+            params, lr=self.lr, betas=self.betas, eps=self.adam_eps, weight_decay=0.0
         )
 
     def lr_factor(self) -> Callable[[int], float]:

@@ -82,7 +82,7 @@ def perturbed_causal_transformer(dropout: float = 0.0) -> CausalTransformer:
 def test_exact_statistics_of_an_autoregressive_network() -> None:
     net = perturbed_causal_transformer(dropout=0.5)
     net.train()
-    net.blocks[0].eval()  # a mixed state: every submodule gets its own mode back
+    net.trunk.blocks[0].eval()  # a mixed state: every submodule gets its own mode back
     modes = [m.training for m in net.modules()]
     tokens = torch.randint(4, (9, 6), generator=torch.Generator().manual_seed(3))
     lengths = torch.tensor([6, 2, 5, 6, 1, 3, 6, 4, 6])

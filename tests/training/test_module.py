@@ -149,7 +149,7 @@ def test_validation_with_exact_scores_reports_the_entropy_per_token() -> None:
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
     )
     metrics = trainer.validate(module, datamodule=dm, verbose=False)[0]
-    bits, stderr = metrics["val/bits_per_token"], metrics["val/stderr_bits_per_token"]
+    bits, stderr = metrics["val/bits_per_token"], metrics["val/mc_stderr_bits_per_token"]
     empirical = float(source.nll(val).mean()) / (4 * math.log(2))
     assert metrics["val/prior_bits_per_token"] == 0.0
     assert 0 < stderr < 0.05

@@ -23,7 +23,7 @@ def test_a_tiny_model_learns_a_markov_source(tmp_path: Path) -> None:
     config = RunConfig.model_validate(
         {
             "graph": {"kind": "absorbing", "num_tokens": 4},
-            "schedule": {"kind": "loglinear", "eps": 0.0},
+            "schedule": {"kind": "loglinear", "survival": 0.0},
             "net": {"kind": "transformer", "preset": "tiny"},
             "optim": {"kind": "adamw", "lr": 1e-3, "warmup_steps": 20, "ema_decay": 0.99},
             "train": {
@@ -48,7 +48,7 @@ def test_a_tiny_model_learns_a_markov_source(tmp_path: Path) -> None:
     module = train(config, tmp_path, **overrides)
     metrics = module.trainer.callback_metrics
     bits = float(metrics["val/bits_per_token"])
-    stderr = float(metrics["val/stderr_bits_per_token"])
+    stderr = float(metrics["val/mc_stderr_bits_per_token"])
     assert config.data is not None
     source: MarkovSource = config.data.source()  # type: ignore[union-attr]
     entropy = source.entropy_per_token("bits")

@@ -29,7 +29,7 @@ def tiny_config(
     return RunConfig.model_validate(
         {
             "graph": {"kind": "absorbing", "num_tokens": 4},
-            "schedule": {"kind": "loglinear", "eps": 0.0},
+            "schedule": {"kind": "loglinear", "survival": 0.0},
             "net": {"kind": "transformer", "preset": "tiny", "dim": 32, "cond_dim": 32},
             "optim": {"kind": "adamw", "lr": 1e-3, "warmup_steps": 5, "ema_decay": 0.9},
             "train": {
