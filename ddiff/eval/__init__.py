@@ -3,7 +3,7 @@
 domain (`ddiff.eval.dna_metrics` needs biopython).
 
 Nothing here reads a checkpoint: pass the model. To score a saved model, load it first
-(`ddiff.pretrained.load_pretrained`) or use `ddiff.pretrained.bits_per_token_of`.
+(`ddiff.pretrained.load_pretrained`) or use `ddiff.pretrained.bits_per_token_from_path`.
 """
 
 from ddiff.eval.baselines import MarkovChain
