@@ -2,12 +2,22 @@
 
 Every public entry point validates its tensors here so that a wrong shape or an out-of-range token
 fails with a message that says what to fix, never with an index error deep inside a gather.
+Renamed keyword arguments and attributes go through `renamed_keywords` and `warn_renamed`, so
+the old names keep working for one release with the same one-line warning.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 import torch
 from torch import Tensor
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def check_tokens(x: Tensor, num_states: int, name: str = "x") -> None:
@@ -90,3 +100,40 @@ def check_token_batch(
             f"[0, {limit}) for {owner} with {limit_name} = {limit}"
         )
     return x.long()
+
+
+# -- renamed arguments and attributes (kept for one release) ---------------------------------------
+
+
+def warn_renamed(old: str, new: str) -> None:
+    """Emit the one-line `DeprecationWarning` for a renamed keyword argument or attribute."""
+    warnings.warn(
+        f"{old} is deprecated and will be removed in the next release: use {new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def renamed_keywords(**renames: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Accept the old keyword names `renames` (old -> new) of a function, with a warning.
+
+    `f(old=value)` warns once per call site and runs `f(new=value)`; passing both raises
+    `TypeError`. For `__init__` the warning names the class being built.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            for old, new in renames.items():
+                if old not in kwargs:
+                    continue
+                owner = type(args[0]).__name__ if fn.__name__ == "__init__" else fn.__qualname__
+                if new in kwargs:
+                    raise TypeError(f"{owner}() got both {old}= (deprecated) and {new}=")
+                warn_renamed(f"{owner}({old}=...)", f"{new}=...")
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

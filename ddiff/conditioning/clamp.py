@@ -121,10 +121,10 @@ class Clamp:
 
 
 class ConditionalScoreFn(Protocol):
-    """A score function that also reads the condition: `(x_t, sigma_bar, *, condition) -> [B, L, S]`.
+    """A score function that also reads the condition: `(x_t, sigma, *, condition) -> [B, L, S]`.
 
     Samplers call it this way only when asked to (`pass_condition=True`); `condition` is then the
     `Clamp` expanded to `[B, L]`, so a network can embed which positions are fixed.
     """
 
-    def __call__(self, x_t: Tensor, sigma_bar: Tensor, *, condition: Clamp) -> Tensor: ...
+    def __call__(self, x_t: Tensor, sigma: Tensor, *, condition: Clamp) -> Tensor: ...

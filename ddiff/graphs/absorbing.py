@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddiff._checks import batch_sigma, check_tokens
+from ddiff._checks import batch_sigma, check_tokens, renamed_keywords
 from ddiff.graphs.base import Graph
 
 
@@ -119,12 +119,13 @@ class AbsorbingGraph(Graph):
     ) -> Tensor:
         return torch.full(tuple(shape), self._n, dtype=torch.long, device=device)
 
-    def staggered_score(self, score: Tensor, dsigma: Tensor | float) -> Tensor:
+    @renamed_keywords(dsigma="delta_sigma")
+    def staggered_score(self, score: Tensor, delta_sigma: Tensor | float) -> Tensor:
         if score.shape[-1] != self.num_states:
             raise ValueError(
                 f"score must have {self.num_states} states in its last axis, got {score.shape[-1]}"
             )
-        d = batch_sigma(dsigma, score[..., 0], "dsigma").unsqueeze(-1).to(score.dtype)
+        d = batch_sigma(delta_sigma, score[..., 0], "delta_sigma").unsqueeze(-1).to(score.dtype)
         out = score * torch.exp(d)
         # The MASK entry gathers (1 - e^{d}) times the data entries and keeps its own score.
         out[..., self._n] = score[..., self._n] - (

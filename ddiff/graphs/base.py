@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ddiff._categorical import sample_categorical
-from ddiff._checks import batch_sigma, check_last_dim, check_tokens
+from ddiff._checks import batch_sigma, check_last_dim, check_tokens, renamed_keywords
 
 
 class Graph(abc.ABC):
@@ -184,19 +184,21 @@ class Graph(abc.ABC):
         rates.scatter_(-1, index, 0.0).mul_(scale)
         return rates.scatter_(-1, index, -rates.sum(dim=-1, keepdim=True))
 
-    def staggered_score(self, score: Tensor, dsigma: Tensor | float) -> Tensor:
-        """$\\exp(-\\Delta\\bar\\sigma\\, Q)$ applied to the score vector of each position.
+    @renamed_keywords(dsigma="delta_sigma")
+    def staggered_score(self, score: Tensor, delta_sigma: Tensor | float) -> Tensor:
+        r"""$\exp(-\Delta\bar\sigma\, Q)$ applied to the score vector of each position.
 
-        With `transition_in(x, dsigma)` this gives the analytic (Tweedie) sampler's step
+        With `transition_in(x, delta_sigma)` this gives the analytic (Tweedie) sampler's step
         probabilities. `score` is `[B, ..., S]` (ratios, with 1 at the current token) and
-        `dsigma` a scalar or `[B]`.
+        `delta_sigma` $= \Delta\bar\sigma \ge 0$ (formerly `dsigma`), a difference of total
+        noises, a scalar or `[B]`.
         """
         if score.shape[-1] != self.num_states:
             raise ValueError(
                 f"score must have {self.num_states} states in its last axis, got {score.shape[-1]}"
             )
-        dsig = batch_sigma(dsigma, score[..., 0], "dsigma").reshape(-1)
-        inv = self.kernel(-dsig).to(score.dtype)  # [B, S, S]
+        delta = batch_sigma(delta_sigma, score[..., 0], "delta_sigma").reshape(-1)
+        inv = self.kernel(-delta).to(score.dtype)  # [B, S, S]
         flat = score.reshape(score.shape[0], -1, self.num_states)
         return torch.einsum("bjk,blk->blj", inv, flat).reshape(score.shape)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddiff._checks import batch_sigma, check_tokens
+from ddiff._checks import batch_sigma, check_tokens, renamed_keywords
 from ddiff.graphs.base import Graph
 
 
@@ -99,10 +99,11 @@ class UniformGraph(Graph):
     ) -> Tensor:
         return torch.randint(self._n, tuple(shape), generator=generator, device=device)
 
-    def staggered_score(self, score: Tensor, dsigma: Tensor | float) -> Tensor:
+    @renamed_keywords(dsigma="delta_sigma")
+    def staggered_score(self, score: Tensor, delta_sigma: Tensor | float) -> Tensor:
         if score.shape[-1] != self._n:
             raise ValueError(
                 f"score must have {self._n} states in its last axis, got {score.shape[-1]}"
             )
-        d = batch_sigma(dsigma, score[..., 0], "dsigma").unsqueeze(-1).to(score.dtype)
+        d = batch_sigma(delta_sigma, score[..., 0], "delta_sigma").unsqueeze(-1).to(score.dtype)
         return score * torch.exp(d) - torch.expm1(d) * score.mean(dim=-1, keepdim=True)

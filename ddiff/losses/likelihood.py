@@ -17,12 +17,12 @@ from ddiff.losses.score_entropy import denoising_score_entropy
 from ddiff.schedules import NoiseSchedule
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
-"""`score_fn(x_t [B, L], sigma_bar [B]) -> log concrete scores [B, L, S]`."""
+"""`score_fn(x_t [B, L], sigma [B]) -> log concrete scores [B, L, S]`; `sigma` is the total noise."""
 
 TimeSampling = Literal["uniform", "stratified", "antithetic"]
 
 # Times are drawn in [0, 1 - _T_MARGIN]: t = 1 exactly would give an infinite rate for schedules
-# that reach the limit (loglinear with eps = 0); the excluded sliver has negligible mass.
+# that reach the limit (loglinear with survival = 0); the excluded sliver has negligible mass.
 _T_MARGIN = 1e-9
 
 
@@ -66,7 +66,7 @@ def prior_kl(graph: Graph, x_0: Tensor, sigma: Tensor | float) -> Tensor:
 
     The prior term of the likelihood bound, evaluated at the schedule's final total noise. It is
     $+\infty$ when the kernel puts mass where the limit has none: an absorbing graph needs a
-    schedule that reaches the limit (`LogLinearSchedule(eps=0)`), because the sampler starts
+    schedule that reaches the limit (`LogLinearSchedule(survival=0)`), because the sampler starts
     from all-MASK sequences.
 
     Args:
@@ -126,7 +126,7 @@ class LikelihoodBound:
         >>> g = UniformGraph(2)
         >>> oracle = ExactOracle(g, torch.tensor([[0.5, 0.0], [0.0, 0.5]]))  # 00 or 11: 1 bit
         >>> x_0 = torch.tensor([[0, 0], [1, 1]])
-        >>> b = likelihood_bound(oracle, g, LogLinearSchedule(eps=0.1), x_0, num_t=64,
+        >>> b = likelihood_bound(oracle, g, LogLinearSchedule(survival=0.1), x_0, num_t=64,
         ...                      generator=torch.Generator().manual_seed(0))
         >>> b.samples.shape, b.num_tokens
         (torch.Size([2, 64]), tensor([2, 2]))
@@ -190,11 +190,11 @@ def bound_integrand(
 ) -> Tensor:
     r"""One-sample estimate of the bound's integrand, $\sigma(t) \sum_i \ell_{\mathrm{DSE}}$, `[B]`.
 
-    Draws $x_t \sim p_t(\cdot \mid x_0)$, calls `score_fn(x_t, sigma_bar)` and weights the DSE
+    Draws $x_t \sim p_t(\cdot \mid x_0)$, calls `score_fn(x_t, sigma)` and weights the DSE
     by the schedule's rate. This is also the training loss (averaged over the batch).
 
     Args:
-        score_fn: `(x_t [B, L], sigma_bar [B]) -> log-scores [B, L, S]`.
+        score_fn: `(x_t [B, L], sigma [B]) -> log-scores [B, L, S]`.
         graph: the forward process.
         schedule: the noise schedule.
         x_0: clean tokens `[B, L]`.
@@ -205,9 +205,9 @@ def bound_integrand(
     if t.shape != x_0.shape[:1]:
         raise ValueError(f"t must have shape [batch] = [{x_0.shape[0]}], got {list(t.shape)}")
     noise = schedule(t)
-    x_t = graph.sample_transition(x_0, noise.total, generator)
-    log_score = score_fn(x_t, noise.total)
-    loss = denoising_score_entropy(graph, log_score, x_t, x_0, noise.total)
+    x_t = graph.sample_transition(x_0, noise.sigma, generator)
+    log_score = score_fn(x_t, noise.sigma)
+    loss = denoising_score_entropy(graph, log_score, x_t, x_0, noise.sigma)
     if mask is not None:
         loss = torch.where(mask, loss, 0.0)
     return noise.rate.to(loss.dtype) * loss.sum(dim=-1)
@@ -228,7 +228,7 @@ def likelihood_bound(
     """Estimate the likelihood bound of each sequence of `x_0` with `num_t` times each.
 
     Args:
-        score_fn: `(x_t [B, L], sigma_bar [B]) -> log-scores [B, L, S]`, e.g. a trained network
+        score_fn: `(x_t [B, L], sigma [B]) -> log-scores [B, L, S]`, e.g. a trained network
             or `ddiff.testing.ExactOracle`.
         graph: the forward process.
         schedule: the noise schedule (its total noise at t = 1 sets the prior term).
@@ -251,7 +251,7 @@ def likelihood_bound(
         >>> g = AbsorbingGraph(2)
         >>> oracle = ExactOracle(g, torch.tensor([[0.5, 0.0], [0.0, 0.5]]))  # x = 00 or 11
         >>> x_0 = oracle.sample_data(200, torch.Generator().manual_seed(0))
-        >>> b = likelihood_bound(oracle, g, LogLinearSchedule(eps=0.0), x_0, num_t=8,
+        >>> b = likelihood_bound(oracle, g, LogLinearSchedule(survival=0.0), x_0, num_t=8,
         ...                      generator=torch.Generator().manual_seed(1))
         >>> abs(b.bits_per_token - 0.5) < 3 * b.stderr_bits_per_token + 0.01  # entropy 1 bit / 2
         True

@@ -7,7 +7,7 @@ from torch import Tensor
 
 # The range of total noise a network distinguishes. Outside it the inputs are clamped, so that
 # sigma = 0 (clean data) and sigma = inf (the limit) give finite outputs instead of log(0) or inf.
-# Training schedules stay well inside: log-linear with eps = 1e-3 spans about [1e-3, 6.9].
+# Training schedules stay well inside: log-linear with survival = 1e-3 spans about [1e-3, 6.9].
 SIGMA_MIN = 1e-8
 SIGMA_MAX = 1e4
 

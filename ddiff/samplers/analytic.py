@@ -48,5 +48,5 @@ class AnalyticSampler(Sampler):
         interval: Interval,
         generator: torch.Generator | None,
     ) -> Tensor:
-        probs = tweedie_probs(self.graph, x, score, interval.dsigma)
+        probs = tweedie_probs(self.graph, x, score, interval.delta_sigma)
         return draw_categorical(probs, generator, self.categorical_dtype)

@@ -12,6 +12,7 @@ from typing import ClassVar, cast
 import torch
 from torch import Tensor
 
+from ddiff._checks import renamed_keywords, warn_renamed
 from ddiff.conditioning import Clamp, Condition, ConditionalScoreFn
 from ddiff.graphs import Graph
 from ddiff.losses import ScoreFn
@@ -19,44 +20,51 @@ from ddiff.samplers._draw import draw_categorical
 from ddiff.schedules import NoiseSchedule
 
 TimeGrid = Callable[[int, float], Tensor]
-"""`time_grid(steps, eps) -> times [steps + 1]`, decreasing from (at most) 1 down to `eps`."""
+"""`time_grid(steps, final_time) -> times [steps + 1]`, decreasing from (at most) 1 to `final_time`."""
 
 
-def uniform_time_grid(steps: int, eps: float) -> Tensor:
-    """`steps + 1` times spaced uniformly from 1 down to `eps` (float64); the default grid.
+@renamed_keywords(eps="final_time")
+def uniform_time_grid(steps: int, final_time: float) -> Tensor:
+    """`steps + 1` times spaced uniformly from 1 down to `final_time` (float64); the default grid.
 
     Example:
         >>> from ddiff.samplers import uniform_time_grid
         >>> uniform_time_grid(4, 0.5).tolist()
         [1.0, 0.875, 0.75, 0.625, 0.5]
     """
-    return torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
+    return torch.linspace(1.0, final_time, steps + 1, dtype=torch.float64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Interval:
     r"""One step of the reverse chain, from time `t` down to `s < t` (shared by the whole batch).
 
     Attributes:
         t: the current time.
         s: the time after the step.
-        total_t: total noise $\bar\sigma(t)$.
-        total_s: total noise $\bar\sigma(s)$.
+        sigma_t: total noise $\bar\sigma(t)$.
+        sigma_s: total noise $\bar\sigma(s)$.
         rate_t: noise rate $\sigma(t)$, the factor between the graph's reverse rates and the
             reverse chain's rates at time t.
 
     Example:
         >>> from ddiff.samplers import Interval
-        >>> step = Interval(t=0.5, s=0.25, total_t=0.69, total_s=0.29, rate_t=2.0)
-        >>> step.dt, round(step.dsigma, 2)
+        >>> step = Interval(t=0.5, s=0.25, sigma_t=0.69, sigma_s=0.29, rate_t=2.0)
+        >>> step.dt, round(step.delta_sigma, 2)
         (0.25, 0.4)
     """
 
     t: float
     s: float
-    total_t: float
-    total_s: float
+    sigma_t: float
+    sigma_s: float
     rate_t: float
+
+    @renamed_keywords(total_t="sigma_t", total_s="sigma_s")
+    def __init__(self, t: float, s: float, sigma_t: float, sigma_s: float, rate_t: float) -> None:
+        values = (t, s, sigma_t, sigma_s, rate_t)
+        for name, value in zip(("t", "s", "sigma_t", "sigma_s", "rate_t"), values, strict=True):
+            object.__setattr__(self, name, value)  # frozen
 
     @property
     def dt(self) -> float:
@@ -64,9 +72,27 @@ class Interval:
         return self.t - self.s
 
     @property
-    def dsigma(self) -> float:
+    def delta_sigma(self) -> float:
         r"""The noise removed by the step, $\bar\sigma(t) - \bar\sigma(s) \ge 0$."""
-        return self.total_t - self.total_s
+        return self.sigma_t - self.sigma_s
+
+    @property
+    def total_t(self) -> float:
+        """Deprecated name of `sigma_t` (removed in the next release)."""
+        warn_renamed("Interval.total_t", "Interval.sigma_t")
+        return self.sigma_t
+
+    @property
+    def total_s(self) -> float:
+        """Deprecated name of `sigma_s` (removed in the next release)."""
+        warn_renamed("Interval.total_s", "Interval.sigma_s")
+        return self.sigma_s
+
+    @property
+    def dsigma(self) -> float:
+        """Deprecated name of `delta_sigma` (removed in the next release)."""
+        warn_renamed("Interval.dsigma", "Interval.delta_sigma")
+        return self.delta_sigma
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +105,7 @@ class SampleResult:
         nfe: number of score-function evaluations (`steps + 1` with the denoise step; 0 when
             every position was fixed by the condition).
         times: the time grid that was used, float64 `[steps + 1]`, from the start time down to
-            eps (the denoise step then goes from `times[-1]` to zero noise).
+            `final_time` (the denoise step then goes from `times[-1]` to zero noise).
 
     Example:
         >>> import torch
@@ -97,7 +123,7 @@ class SampleResult:
                 [1, 1, 1]])
         >>> result.nfe  # 4 steps + the denoise step
         5
-        >>> [round(t, 3) for t in result.times.tolist()]  # from t = 1 down to eps = 1e-5
+        >>> [round(t, 3) for t in result.times.tolist()]  # from t = 1 down to final_time = 1e-5
         [1.0, 0.75, 0.5, 0.25, 0.0]
     """
 
@@ -110,10 +136,10 @@ class Sampler(abc.ABC):
     r"""Reverse diffusion from the limit distribution to data; subclasses implement `step`.
 
     The base class owns the loop shared by every sampler: it draws $x_1$ from the graph's
-    limit, walks a time grid from 1 down to a small `eps`, calls the score function once per
+    limit, walks a time grid from 1 down to a small `final_time`, calls the score function once per
     step, hands the scores (exponentiated into a buffer reused across steps) of the positions
     that can move to `step`, applies the condition after every step, and ends with
-    the **denoise** step: one analytic (Tweedie) step from $\bar\sigma(\epsilon)$ to zero noise
+    the **denoise** step: one analytic (Tweedie) step from $\bar\sigma(t_{\min})$ to zero noise
     whose probabilities are restricted to data tokens, so no MASK (or other non-data state) is
     left. The reverse chain of the forward CTMC has rates
 
@@ -125,14 +151,14 @@ class Sampler(abc.ABC):
     Campbell et al., *A Continuous Time Framework for Discrete Denoising Models*, NeurIPS 2022).
 
     Samplers are stateless: the score function
-    `score_fn(x_t [B, L], sigma_bar [B] float64) -> log-scores [B, L, S]` (a network, or
+    `score_fn(x_t [B, L], sigma [B] float64) -> log-scores [B, L, S]` (a network, or
     `ddiff.testing.ExactOracle`) is passed to `sample`, randomness comes from the optional
     `torch.Generator`, and nothing is stored on `self` during a call.
 
     **Conditioning.** `condition` (a `ddiff.conditioning.Condition` or `Clamp`) fixes tokens:
     they start at their values and are clamped after every step (a projection). The score
-    function is called as `score_fn(x_t, sigma_bar)` unless `pass_condition=True`, in which case
-    it is called as `score_fn(x_t, sigma_bar, condition=clamp)` with the `Clamp` expanded to
+    function is called as `score_fn(x_t, sigma)` unless `pass_condition=True`, in which case
+    it is called as `score_fn(x_t, sigma, condition=clamp)` with the `Clamp` expanded to
     `[B, L]` (an empty clamp when there is no condition): an explicit opt-in, so a plain network
     never receives an argument it does not expect.
 
@@ -146,13 +172,14 @@ class Sampler(abc.ABC):
     Args:
         graph: the forward process.
         schedule: the noise schedule the score function was trained with.
-        eps: the last time of the grid (0 < eps < 1); the denoise step covers $[0, \epsilon]$.
-        time_grid: `(steps, eps) -> times [steps + 1]`, strictly decreasing from at most 1 to
-            `eps`; default `uniform_time_grid`. When the schedule's total noise is infinite at
-            the first time (e.g. `LogLinearSchedule(eps=0)` at t = 1, where the limit is exact),
-            that time is replaced by `1 - eps`; starting there from the limit costs at most the
-            limit's distance to $p_{1-\epsilon}$ (for the absorbing graph and the log-linear
-            schedule, L eps in total variation).
+        final_time: the last time $t_{\min}$ of the grid ($0 < t_{\min} < 1$); the denoise step
+            covers $[0, t_{\min}]$. (Formerly `eps`.)
+        time_grid: `(steps, final_time) -> times [steps + 1]`, strictly decreasing from at most
+            1 to `final_time`; default `uniform_time_grid`. When the schedule's total noise is
+            infinite at the first time (e.g. `LogLinearSchedule(survival=0)` at t = 1, where the
+            limit is exact), that time is replaced by `1 - final_time`; starting there from the
+            limit costs at most the limit's distance to $p_{1 - t_{\min}}$ (for the absorbing
+            graph and the log-linear schedule, $L\, t_{\min}$ in total variation).
         denoise: end with the denoise step (default True). Without it the result can hold
             non-data states such as MASK, and `nfe == steps`.
         categorical_dtype: floating type of the categorical draws, float64 by default: float32
@@ -184,12 +211,13 @@ class Sampler(abc.ABC):
     frozen_states_stay: ClassVar[bool] = True
     """True if `step` never moves a position out of a data state with no incoming rates."""
 
+    @renamed_keywords(eps="final_time")
     def __init__(
         self,
         graph: Graph,
         schedule: NoiseSchedule,
         *,
-        eps: float = 1e-5,
+        final_time: float = 1e-5,
         time_grid: TimeGrid = uniform_time_grid,
         denoise: bool = True,
         categorical_dtype: torch.dtype = torch.float64,
@@ -198,11 +226,13 @@ class Sampler(abc.ABC):
             raise TypeError(f"graph must be a ddiff Graph, got {type(graph).__name__}")
         if not isinstance(schedule, NoiseSchedule):
             raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-        eps = float(eps)
-        if not 0.0 < eps < 1.0:
-            raise ValueError(f"eps (the last time of the grid) must be in (0, 1), got {eps!r}")
+        final_time = float(final_time)
+        if not 0.0 < final_time < 1.0:
+            raise ValueError(
+                f"final_time (the last time of the grid) must be in (0, 1), got {final_time!r}"
+            )
         if not callable(time_grid):
-            raise TypeError("time_grid must be a callable (steps, eps) -> times [steps + 1]")
+            raise TypeError("time_grid must be a callable (steps, final_time) -> times [steps + 1]")
         if categorical_dtype not in (torch.float32, torch.float64):
             raise ValueError(
                 f"categorical_dtype must be torch.float64 (default) or torch.float32, got "
@@ -210,16 +240,22 @@ class Sampler(abc.ABC):
             )
         self.graph = graph
         self.schedule = schedule
-        self.eps = eps
+        self.final_time = final_time
         self.time_grid = time_grid
         self.denoise = bool(denoise)
         self.categorical_dtype = categorical_dtype
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({self.graph!r}, {self.schedule!r}, eps={self.eps!r}, "
+            f"{type(self).__name__}({self.graph!r}, {self.schedule!r}, final_time={self.final_time!r}, "
             f"denoise={self.denoise})"
         )
+
+    @property
+    def eps(self) -> float:
+        """Deprecated name of `final_time` (removed in the next release)."""
+        warn_renamed(f"{type(self).__name__}.eps", f"{type(self).__name__}.final_time")
+        return self.final_time
 
     # -- the step (subclasses) ---------------------------------------------------------------------
 
@@ -238,7 +274,7 @@ class Sampler(abc.ABC):
                 sequence of the batch, in one row (all share the step's noise level, so graph
                 members see a single `sigma` and a dense graph builds its kernel once).
             score: `[1, N, S]` concrete scores (ratios $p_t(y)/p_t(x)$, the exponentiated
-                log-scores) at `(x, interval.total_t)`; the entry at the current token is
+                log-scores) at `(x, interval.sigma_t)`; the entry at the current token is
                 meaningless. It is a workspace the loop reuses at every step: the step may
                 overwrite it (and should, rather than allocate `[N, S]` temporaries).
             interval: the step's times, total noises and noise rate.
@@ -296,8 +332,8 @@ class Sampler(abc.ABC):
         """Draw samples and report the number of score evaluations and the time grid.
 
         Args:
-            score_fn: `(x_t [B, L], sigma_bar [B]) -> log-scores [B, L, S]`; `sigma_bar` is
-                float64. Called as `score_fn(x_t, sigma_bar, condition=clamp)` when
+            score_fn: `(x_t [B, L], sigma [B]) -> log-scores [B, L, S]`; `sigma` (the total
+                noise) is float64. Called as `score_fn(x_t, sigma, condition=clamp)` when
                 `pass_condition` is True.
             batch: number of sequences B.
             length: sequence length L.
@@ -319,19 +355,19 @@ class Sampler(abc.ABC):
         times = self.times(steps)
         if clamp is not None and clamp.is_full:
             return SampleResult(tokens=clamp.tokens.clone(), nfe=0, times=times)
-        totals = self.schedule.total(times).tolist()
+        sigmas = self.schedule.total(times).tolist()
         rates = self.schedule.rate(times).tolist()
         grid = times.tolist()
         passed = None
         if pass_condition:
             passed = clamp if clamp is not None else _empty_clamp(batch, length, device)
 
-        def evaluate(x: Tensor, total: float) -> Tensor:
-            sigma = torch.full((batch,), total, dtype=torch.float64, device=x.device)
+        def evaluate(x: Tensor, sigma: float) -> Tensor:
+            sigma_b = torch.full((batch,), sigma, dtype=torch.float64, device=x.device)
             if passed is None:
-                out = cast(ScoreFn, score_fn)(x, sigma)
+                out = cast(ScoreFn, score_fn)(x, sigma_b)
             else:
-                out = cast(ConditionalScoreFn, score_fn)(x, sigma, condition=passed)
+                out = cast(ConditionalScoreFn, score_fn)(x, sigma_b, condition=passed)
             if not isinstance(out, Tensor) or list(out.shape) != [batch, length, s]:
                 shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
                 raise ValueError(
@@ -351,21 +387,22 @@ class Sampler(abc.ABC):
         workspace = _Workspace()
         nfe = 0
         for i in _progress(range(steps), progress, type(self).__name__):
-            interval = Interval(grid[i], grid[i + 1], totals[i], totals[i + 1], rates[i])
-            log_score = evaluate(x, totals[i])
+            interval = Interval(grid[i], grid[i + 1], sigmas[i], sigmas[i + 1], rates[i])
+            log_score = evaluate(x, sigmas[i])
             nfe += 1
             x = self._update(x, log_score, clamp, frozen, workspace, self.step, interval, generator)
         if self.denoise:
-            log_score = evaluate(x, totals[-1])
+            log_score = evaluate(x, sigmas[-1])
             nfe += 1
-            last = Interval(grid[-1], 0.0, totals[-1], 0.0, rates[-1])
+            last = Interval(grid[-1], 0.0, sigmas[-1], 0.0, rates[-1])
             x = self._update(x, log_score, clamp, frozen, workspace, self._denoise, last, generator)
         return SampleResult(tokens=x, nfe=nfe, times=times)
 
     def times(self, steps: int) -> Tensor:
         """The time grid `[steps + 1]` (float64) that `run` uses for `steps` steps, validated."""
         steps = _positive_int(steps, "steps")
-        grid = torch.as_tensor(self.time_grid(steps, self.eps), dtype=torch.float64).flatten()
+        grid = torch.as_tensor(self.time_grid(steps, self.final_time), dtype=torch.float64)
+        grid = grid.flatten()
         if grid.numel() != steps + 1:
             raise ValueError(
                 f"time_grid returned {grid.numel()} times for {steps} steps; it must return "
@@ -375,17 +412,17 @@ class Sampler(abc.ABC):
             raise ValueError(f"time_grid must be strictly decreasing, got {grid.tolist()[:6]}...")
         if not (float(grid[0]) <= 1.0 and float(grid[-1]) > 0.0):
             raise ValueError(
-                "time_grid must stay in (0, 1] (start at most 1, end at eps > 0), got "
+                "time_grid must stay in (0, 1] (start at most 1, end at final_time > 0), got "
                 f"[{float(grid[0])!r}, ..., {float(grid[-1])!r}]"
             )
         if not math.isfinite(float(self.schedule.total(grid[:1])[0])):
             # The limit is reached exactly at grid[0]: start just below it (see the class doc).
-            start = 1.0 - self.eps
+            start = 1.0 - self.final_time
             if steps > 1 and not start > float(grid[1]):
                 raise ValueError(
                     f"the schedule's total noise is infinite at t = {float(grid[0])}, so the "
-                    f"sampler starts at 1 - eps = {start}, but the grid's second time "
-                    f"{float(grid[1])} is not below it; use fewer steps or a smaller eps"
+                    f"sampler starts at 1 - final_time = {start}, but the grid's second time "
+                    f"{float(grid[1])} is not below it; use fewer steps or a smaller final_time"
                 )
             grid = grid.clone()
             grid[0] = start
@@ -396,8 +433,8 @@ class Sampler(abc.ABC):
     def _denoise(
         self, x: Tensor, score: Tensor, interval: Interval, generator: torch.Generator | None
     ) -> Tensor:
-        """The final analytic step from `interval.total_t` to zero noise, onto data tokens."""
-        probs = tweedie_probs(self.graph, x, score, interval.total_t)
+        """The final analytic step from `interval.sigma_t` to zero noise, onto data tokens."""
+        probs = tweedie_probs(self.graph, x, score, interval.sigma_t)
         probs[..., self.graph.num_tokens :] = 0.0
         return draw_categorical(probs, generator, self.categorical_dtype)
 
@@ -484,7 +521,8 @@ class _Workspace:
         return buf[:n]
 
 
-def tweedie_probs(graph: Graph, x: Tensor, score: Tensor, dsigma: float) -> Tensor:
+@renamed_keywords(dsigma="delta_sigma")
+def tweedie_probs(graph: Graph, x: Tensor, score: Tensor, delta_sigma: float) -> Tensor:
     r"""Unnormalised analytic-step probabilities $p(x_s = y \mid x_t = x)$, `[..., S]`.
 
     $$p(x_s = y \mid x_t = x) \propto
@@ -500,10 +538,10 @@ def tweedie_probs(graph: Graph, x: Tensor, score: Tensor, dsigma: float) -> Tens
         x: tokens `[B, ...]`.
         score: concrete scores (ratios, not logs) `[*x.shape, S]`; the entry at `x` is set to 1
             **in place** (the score of the current token is 1 by definition).
-        dsigma: noise removed by the step, >= 0.
+        delta_sigma: noise removed by the step, $\Delta\bar\sigma \ge 0$ (formerly `dsigma`).
     """
     score.scatter_(-1, x.unsqueeze(-1), 1.0)
-    d = torch.tensor(dsigma, dtype=score.dtype, device=score.device)
+    d = torch.tensor(delta_sigma, dtype=score.dtype, device=score.device)
     probs = graph.staggered_score(score, d).mul_(graph.transition_in(x, d))
     return probs.clamp_min_(0.0)
 

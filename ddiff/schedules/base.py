@@ -8,26 +8,34 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ddiff._checks import renamed_keywords, warn_renamed
+
 
 class Noise(NamedTuple):
-    r"""The noise level at some times t: total $\bar\sigma(t)$ and rate $\sigma(t)$.
+    r"""The noise level at some times t: total noise `sigma` $= \bar\sigma(t)$ and its `rate`.
 
     Both fields have the shape and dtype of the `t` they were computed from.
 
     Example:
         >>> import torch
         >>> from ddiff.schedules import LogLinearSchedule
-        >>> noise = LogLinearSchedule(eps=0.0)(torch.tensor([0.0, 0.5]))
-        >>> noise.total, noise.rate  # -log(1 - t) and 1 / (1 - t)
+        >>> noise = LogLinearSchedule(survival=0.0)(torch.tensor([0.0, 0.5]))
+        >>> noise.sigma, noise.rate  # -log(1 - t) and 1 / (1 - t)
         (tensor([0.0000, 0.6931]), tensor([1., 2.]))
-        >>> total, rate = noise  # a NamedTuple: it unpacks
+        >>> sigma, rate = noise  # a NamedTuple: it unpacks
     """
 
-    total: Tensor
+    sigma: Tensor
     r"""Total noise $\bar\sigma(t) = \int_0^t \sigma(s)\,ds$, the kernel's exponent."""
 
     rate: Tensor
     r"""Noise rate $\sigma(t) = d\bar\sigma / dt$, the weight of the loss at time t."""
+
+    @property
+    def total(self) -> Tensor:
+        """Deprecated name of `sigma` (removed in the next release)."""
+        warn_renamed("Noise.total", "Noise.sigma")
+        return self.sigma
 
 
 class NoiseSchedule(abc.ABC):
@@ -42,6 +50,9 @@ class NoiseSchedule(abc.ABC):
     bound weights the loss by $\sigma(t)$ and adds the prior term at $\bar\sigma(1)$
     (Lou, Meng & Ermon, ICML 2024).
 
+    Names: `total(t)` is the function $t \mapsto \bar\sigma(t)$ and `total_min`, `total_max` its
+    range; a value of it (an argument of `inverse`, of graphs, networks and losses) is `sigma`.
+
     The public methods validate their arguments and then call a hook, so every schedule checks
     them in the same way and none can skip it. Subclasses implement the hooks `_total`, `_rate`
     and `_inverse` (overriding `total`, `rate` or `inverse` is a `TypeError`); each hook receives
@@ -52,17 +63,17 @@ class NoiseSchedule(abc.ABC):
     Example:
         >>> import torch
         >>> from ddiff.schedules import LogLinearSchedule
-        >>> schedule = LogLinearSchedule(eps=1e-3)
+        >>> schedule = LogLinearSchedule(survival=1e-3)
         >>> t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
         >>> noise = schedule(t)
-        >>> noise.total  # -log(1 - (1 - eps) t)
+        >>> noise.sigma  # -log(1 - (1 - survival) t)
         tensor([0.1052, 0.6921, 2.2936], dtype=torch.float64)
-        >>> noise.rate  # (1 - eps) / (1 - (1 - eps) t)
+        >>> noise.rate  # (1 - survival) / (1 - (1 - survival) t)
         tensor([1.1099, 1.9960, 9.9009], dtype=torch.float64)
         >>> h = 1e-6  # the rate is d total / dt: a central difference agrees
         >>> (schedule.total(t + h) - schedule.total(t - h)) / (2 * h)
         tensor([1.1099, 1.9960, 9.9009], dtype=torch.float64)
-        >>> schedule.inverse(noise.total)  # back to t
+        >>> schedule.inverse(noise.sigma)  # back to t
         tensor([0.1000, 0.5000, 0.9000], dtype=torch.float64)
     """
 
@@ -81,7 +92,7 @@ class NoiseSchedule(abc.ABC):
     # -- public methods: validate, then call the hook ----------------------------------------------
 
     def total(self, t: Tensor | float) -> Tensor:
-        r"""Total noise $\bar\sigma(t)$, same shape and dtype as `t` (non-decreasing in t).
+        r"""Total noise `sigma` $= \bar\sigma(t)$, same shape and dtype as `t` (non-decreasing).
 
         Raises:
             ValueError: unless every entry of `t` is in [0, 1].
@@ -96,17 +107,18 @@ class NoiseSchedule(abc.ABC):
         """
         return self._rate(self._check_time(t))
 
-    def inverse(self, total: Tensor | float) -> Tensor:
-        r"""The time t in $[0, 1]$ with $\bar\sigma(t) = $ `total`, same shape and dtype.
+    @renamed_keywords(total="sigma")
+    def inverse(self, sigma: Tensor | float) -> Tensor:
+        r"""The time t in $[0, 1]$ with $\bar\sigma(t) = $ `sigma`, same shape and dtype.
 
         Raises:
-            ValueError: if `total` lies outside `[total_min, total_max]`.
+            ValueError: if `sigma` lies outside `[total_min, total_max]`.
         """
-        return self._inverse(self._check_total(total))
+        return self._inverse(self._check_sigma(sigma))
 
     def __call__(self, t: Tensor | float) -> Noise:
         """Both the total noise and its rate at times `t`."""
-        return Noise(total=self.total(t), rate=self.rate(t))
+        return Noise(sigma=self.total(t), rate=self.rate(t))
 
     @property
     def total_min(self) -> float:
@@ -129,10 +141,10 @@ class NoiseSchedule(abc.ABC):
         r"""$d\bar\sigma/dt$ for a float tensor `t` with entries in [0, 1], same shape and dtype."""
 
     @abc.abstractmethod
-    def _inverse(self, total: Tensor) -> Tensor:
-        """t with `_total(t) = total` for a float tensor `total` in `[total(0), total(1)]`.
+    def _inverse(self, sigma: Tensor) -> Tensor:
+        """t with `_total(t) = sigma` for a float tensor `sigma` in `[total(0), total(1)]`.
 
-        `total` may exceed the ends by a few ulps (see `_check_total`): clamp the result to
+        `sigma` may exceed the ends by a few ulps (see `_check_sigma`): clamp the result to
         [0, 1].
         """
 
@@ -151,48 +163,57 @@ class NoiseSchedule(abc.ABC):
             )
         return _default_dtype_unless_tensor(as_tensor, t)
 
-    def _check_total(self, total: Tensor | float) -> Tensor:
-        """Return `total` as a float tensor, raising unless it is in `[total(0), total(1)]`.
+    def _check_sigma(self, sigma: Tensor | float) -> Tensor:
+        """Return `sigma` as a float tensor, raising unless it is in `[total(0), total(1)]`.
 
-        The bounds are evaluated in `total`'s own dtype, so `inverse(total(t))` is valid for every
+        The bounds are evaluated in `sigma`'s own dtype, so `inverse(total(t))` is valid for every
         t in [0, 1] even where float32 rounding puts `total(1)` above the float64 `total_max`.
         They are widened by a few ulps so that an end computed by another route (say
-        `-math.log(eps)` instead of `-log1p(eps - 1)`) is accepted; `_inverse` clamps to [0, 1].
+        `-math.log(survival)` instead of `-log1p(survival - 1)`) is accepted; `_inverse` clamps
+        to [0, 1].
         """
-        as_tensor = _as_float_tensor(total, "total")
+        as_tensor = _as_float_tensor(sigma, "sigma")
         ends = self._total(torch.tensor([0.0, 1.0], dtype=as_tensor.dtype, device=as_tensor.device))
         slack = 4 * torch.finfo(as_tensor.dtype).eps * ends.abs()
         bad = ~((as_tensor >= ends[0] - slack[0]) & (as_tensor <= ends[1] + slack[1]))
         if bad.any():
             index, value = _first(as_tensor, bad)
             raise ValueError(
-                f"total must lie in [total_min, total_max] = [{self.total_min!r}, "
+                f"sigma must lie in [total_min, total_max] = [{self.total_min!r}, "
                 f"{self.total_max!r}] for {self!r}, got {value!r}{index}"
             )
-        return _default_dtype_unless_tensor(as_tensor, total)
+        return _default_dtype_unless_tensor(as_tensor, sigma)
 
 
 class SurvivalSchedule(NoiseSchedule):
-    """A schedule parameterised by `eps`, the survival probability $e^{-\\bar\\sigma(1)}$ at t = 1.
+    r"""A schedule parameterised by `survival`, the probability $e^{-\bar\sigma(1)}$ left at t = 1.
 
-    Shared by `LogLinearSchedule` and `CosineSchedule`: `eps = 0` reaches the limit exactly.
+    Shared by `LogLinearSchedule` and `CosineSchedule`: `survival = 0` reaches the limit exactly.
     """
 
-    def __init__(self, eps: float = 1e-3) -> None:
-        eps = float(eps)
-        if not 0.0 <= eps < 1.0:
+    @renamed_keywords(eps="survival")
+    def __init__(self, survival: float = 1e-3) -> None:
+        survival = float(survival)
+        if not 0.0 <= survival < 1.0:
             raise ValueError(
-                f"eps must be in [0, 1) (the survival probability left at t = 1), got {eps!r}"
+                f"survival must be in [0, 1) (the survival probability left at t = 1), got "
+                f"{survival!r}"
             )
-        self._eps = eps
+        self._survival = survival
+
+    @property
+    def survival(self) -> float:
+        r"""The survival probability $e^{-\bar\sigma(1)}$ left at t = 1."""
+        return self._survival
 
     @property
     def eps(self) -> float:
-        """The survival probability $e^{-\\bar\\sigma(1)}$ left at t = 1."""
-        return self._eps
+        """Deprecated name of `survival` (removed in the next release)."""
+        warn_renamed(f"{type(self).__name__}.eps", f"{type(self).__name__}.survival")
+        return self._survival
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self._eps!r})"
+        return f"{type(self).__name__}(survival={self._survival!r})"
 
 
 def _as_float_tensor(x: Tensor | float, name: str) -> Tensor:

@@ -39,9 +39,9 @@ class GeometricSchedule(NoiseSchedule):
         >>> bool(torch.allclose(schedule.inverse(schedule.total(t)), t))
         True
         >>> noise = schedule(torch.tensor([0.0, 1.0], dtype=torch.float64))
-        >>> [round(x, 4) for x in noise.total.tolist()]
+        >>> [round(x, 4) for x in noise.sigma.tolist()]
         [0.0001, 20.0]
-        >>> round(float(noise.rate[1] / noise.total[1]), 4)  # log(sigma_max / sigma_min)
+        >>> round(float(noise.rate[1] / noise.sigma[1]), 4)  # log(sigma_max / sigma_min)
         12.2061
     """
 
@@ -81,5 +81,5 @@ class GeometricSchedule(NoiseSchedule):
     def _rate(self, t: Tensor) -> Tensor:
         return self._total(t) * self._log_ratio
 
-    def _inverse(self, total: Tensor) -> Tensor:
-        return ((torch.log(total) - self._log_sigma_min) / self._log_ratio).clamp(0.0, 1.0)
+    def _inverse(self, sigma: Tensor) -> Tensor:
+        return ((torch.log(sigma) - self._log_sigma_min) / self._log_ratio).clamp(0.0, 1.0)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ddiff._checks import renamed_keywords
 from ddiff.conditioning import Clamp, Condition
 from ddiff.graphs import AbsorbingGraph, DenseGraph, Graph, UniformGraph
 from ddiff.nets import ScoreNet
@@ -390,21 +391,23 @@ def check_frozen_states(graph: Graph) -> None:
         )
 
 
+@renamed_keywords(dsigma="delta_sigma")
 def check_staggered_score(
-    graph: Graph, dsigma: float, *, seed: int = 4, atol: float = 1e-9, rtol: float = 1e-7
+    graph: Graph, delta_sigma: float, *, seed: int = 4, atol: float = 1e-9, rtol: float = 1e-7
 ) -> None:
-    """`staggered_score(score, dsigma)` is `matrix_exp(-dsigma Q) @ score` per position, and
-    leaves `score` as it was."""
+    """`staggered_score(score, delta_sigma)` is `matrix_exp(-delta_sigma Q) @ score` per position,
+    and leaves `score` as it was."""
     it = _Subject(graph, atol, rtol)
     score = torch.rand(3, 2, graph.num_states, generator=_generator(seed), dtype=F64)
     before = score.clone()
-    inverse = torch.linalg.matrix_exp(-dsigma * graph.rate_matrix(F64))
+    inverse = torch.linalg.matrix_exp(-delta_sigma * graph.rate_matrix(F64))
     expected = torch.einsum("jk,blk->blj", inverse, score)
-    out = graph.staggered_score(score, torch.full((3,), dsigma, dtype=F64))
-    what, reference = f"staggered_score(score, dsigma={dsigma:g})", "matrix_exp(-dsigma Q) @ score"
+    out = graph.staggered_score(score, torch.full((3,), delta_sigma, dtype=F64))
+    what = f"staggered_score(score, delta_sigma={delta_sigma:g})"
+    reference = "matrix_exp(-delta_sigma Q) @ score"
     it.close("staggered score", what, out, reference, expected, (*_BLP, "y"))
     if not torch.equal(score, before):
-        raise it.fail("staggered score", "staggered_score(score, dsigma) modified score")
+        raise it.fail("staggered score", "staggered_score(score, delta_sigma) modified score")
 
 
 def check_generic_members(
@@ -422,7 +425,7 @@ def check_generic_members(
         ("transition", (x, sig), f"transition(x, sigma={sigma:g})"),
         ("transition_in", (x, sig), f"transition_in(x, sigma={sigma:g})"),
         ("reverse_rates", (x, score), "reverse_rates(x, score)"),
-        ("staggered_score", (score, sig), f"staggered_score(score, dsigma={sigma:g})"),
+        ("staggered_score", (score, sig), f"staggered_score(score, delta_sigma={sigma:g})"),
     ]:
         fast, generic = getattr(graph, member)(*args), getattr(Graph, member)(graph, *args)
         it.close("generic members", what, fast, f"Graph.{member}", generic, (*_BLP, "y"))
@@ -499,7 +502,7 @@ def check_schedule(schedule: NoiseSchedule) -> None:
         >>> check_schedule(Fast())  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        AssertionError: rate = d total/dt check failed for Fast(eps=0.001): rate(t) differs from d total/dt (autograd) by 0.909 at [t=0.99] ...
+        AssertionError: rate = d total/dt check failed for Fast(survival=0.001): rate(t) differs from d total/dt (autograd) by 0.909 at [t=0.99] ...
     """
     edges = torch.tensor(EDGE_TIMES, dtype=F64)
     check_schedule_ends(schedule)
@@ -590,8 +593,8 @@ def check_schedule_inverse(
     schedule: NoiseSchedule, times: Tensor | Sequence[float], *, dtype: torch.dtype = F64
 ) -> None:
     """`inverse(total(t)) == t` at `times` in `dtype` (float64: rtol 1e-12, atol 1e-14; float32:
-    rtol 1e-5, atol 1e-6); `inverse([total_min, total_max])` is exactly `[0, 1]`; totals below
-    `total_min`, above a finite `total_max`, or NaN raise `ValueError`."""
+    rtol 1e-5, atol 1e-6); `inverse([total_min, total_max])` is exactly `[0, 1]`; a `sigma` below
+    `total_min`, above a finite `total_max`, or NaN raises `ValueError`."""
     tolerances = {F64: (1e-14, 1e-12), torch.float32: (1e-6, 1e-5)}
     if dtype not in tolerances:
         raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
@@ -605,8 +608,8 @@ def check_schedule_inverse(
         raise it.fail("inverse", f"inverse([total_min, total_max]) = {ends}, not [0.0, 1.0]")
     for bad in [lo - max(1e-3, 1e-3 * lo), math.nan, *([hi * 1.001] if math.isfinite(hi) else [])]:
         call = functools.partial(schedule.inverse, torch.tensor([lo, bad], dtype=F64))
-        match = r"total must lie in \[total_min, total_max\]"
-        it.raises("inverse", f"inverse(total = {bad!r})", call, ValueError, match)
+        match = r"sigma must lie in \[total_min, total_max\]"
+        it.raises("inverse", f"inverse(sigma = {bad!r})", call, ValueError, match)
 
 
 def check_schedule_dtypes(
@@ -631,11 +634,11 @@ def check_schedule_dtypes(
                     "shape and dtype", f"schedule(t) is a {type(noise).__name__}, not Noise"
                 )
             total, rate = schedule.total(t), schedule.rate(t)
-            outputs = [total, rate, *noise, schedule.inverse(noise.total)]
+            outputs = [total, rate, *noise, schedule.inverse(noise.sigma)]
             names = [
                 "total(t)",
                 "rate(t)",
-                "schedule(t).total",
+                "schedule(t).sigma",
                 "schedule(t).rate",
                 "inverse(total(t))",
             ]
@@ -645,9 +648,12 @@ def check_schedule_dtypes(
                         "shape and dtype",
                         f"{what} is {_describe(out)} for t of shape {list(shape)} {dtype}",
                     )
-            for what, got, expected in (("total", noise.total, total), ("rate", noise.rate, rate)):
+            for field, what, got, expected in (
+                ("sigma", "total", noise.sigma, total),
+                ("rate", "rate", noise.rate, rate),
+            ):
                 if not bool((got == expected).all()):
-                    raise it.fail("shape and dtype", f"schedule(t).{what} != {what}(t) in {dtype}")
+                    raise it.fail("shape and dtype", f"schedule(t).{field} != {what}(t) in {dtype}")
 
 
 def check_schedule_python_numbers(schedule: NoiseSchedule) -> None:
@@ -1164,8 +1170,8 @@ def check_sampler_infill(
         x = sampler.sample(oracle, *args, condition=condition, generator=g)
     else:
 
-        def conditional(x_t: Tensor, sigma_bar: Tensor, *, condition: Clamp) -> Tensor:
-            return oracle.conditional_log_score(x_t, sigma_bar, condition=condition)
+        def conditional(x_t: Tensor, sigma: Tensor, *, condition: Clamp) -> Tensor:
+            return oracle.conditional_log_score(x_t, sigma, condition=condition)
 
         x = sampler.sample(
             conditional, *args, condition=condition, pass_condition=True, generator=g

@@ -49,13 +49,13 @@ def graphs(draw: st.DrawFn, max_tokens: int = 5) -> Graph:
 def schedules() -> st.SearchStrategy[NoiseSchedule]:
     """Every shipped schedule with drawn parameters."""
     return st.one_of(
-        st.builds(LogLinearSchedule, eps=st.one_of(st.just(0.0), st.floats(1e-5, 0.1))),
+        st.builds(LogLinearSchedule, survival=st.one_of(st.just(0.0), st.floats(1e-5, 0.1))),
         st.builds(
             GeometricSchedule,
             sigma_min=st.floats(1e-5, 1e-2),
             sigma_max=st.floats(1.0, 30.0),
         ),
-        st.builds(CosineSchedule, eps=st.one_of(st.just(0.0), st.floats(1e-5, 0.1))),
+        st.builds(CosineSchedule, survival=st.one_of(st.just(0.0), st.floats(1e-5, 0.1))),
     )
 
 

@@ -164,9 +164,23 @@ def test_frozen_states_of_the_shipped_graphs() -> None:
 
 
 @names
-@pytest.mark.parametrize("dsigma", [1e-4, 0.05, 1.0])
-def test_staggered_score(name: str, dsigma: float) -> None:
-    contracts.check_staggered_score(GRAPHS[name], dsigma)
+@pytest.mark.parametrize("delta_sigma", [1e-4, 0.05, 1.0])
+def test_staggered_score(name: str, delta_sigma: float) -> None:
+    contracts.check_staggered_score(GRAPHS[name], delta_sigma)
+
+
+@pytest.mark.parametrize("name", ["uniform-6", "absorbing-5", "jc69"])
+def test_dsigma_is_the_deprecated_name_of_delta_sigma(name: str) -> None:
+    graph = GRAPHS[name]
+    score = torch.rand(2, 3, graph.num_states, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(DeprecationWarning) as record:
+        old = graph.staggered_score(score, dsigma=0.3)
+    (warning,) = record
+    assert "staggered_score(dsigma=...)" in str(warning.message)
+    assert "delta_sigma=..." in str(warning.message)
+    assert torch.equal(old, graph.staggered_score(score, delta_sigma=0.3))
+    with pytest.warns(DeprecationWarning, match=r"check_staggered_score\(dsigma=\.\.\.\)"):
+        contracts.check_staggered_score(graph, dsigma=0.3)
 
 
 # -- fast paths equal the generic path ----------------------------------------------------------

@@ -97,7 +97,7 @@ def test_bound_with_wrong_scores_is_strictly_larger(name: str) -> None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_monte_carlo_bound_agrees_with_quadrature(name: str) -> None:
     graph, total_max = CASES[name]
-    schedule = LogLinearSchedule(eps=0.0 if math.isinf(total_max) else math.exp(-total_max))
+    schedule = LogLinearSchedule(survival=0.0 if math.isinf(total_max) else math.exp(-total_max))
     oracle = ExactOracle.random(graph, length=2, seed=5)
     x_0_all = oracle.all_sequences(data_only=True)
     support = oracle.data_probs.reshape(-1) > 1e-6
@@ -127,7 +127,7 @@ def test_bound_estimate_mean_matches_entropy() -> None:
     gen = torch.Generator().manual_seed(2)
     x_0 = oracle.sample_data(3000, gen)
     est = likelihood_bound(
-        oracle, graph, LogLinearSchedule(eps=0.0), x_0, num_t=2, method="antithetic", generator=gen
+        oracle, graph, LogLinearSchedule(survival=0.0), x_0, num_t=2, method="antithetic", generator=gen
     )
     entropy_bits = oracle.entropy() / math.log(2) / 3
     # sampling error of the data average plus Monte Carlo error in t

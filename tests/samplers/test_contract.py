@@ -11,7 +11,7 @@ import torch
 
 from ddiff import AbsorbingGraph, DenseGraph, Graph, UniformGraph
 from ddiff.conditioning import Clamp, Condition
-from ddiff.samplers import Sampler, uniform_time_grid
+from ddiff.samplers import Interval, Sampler, tweedie_probs, uniform_time_grid
 from ddiff.schedules import GeometricSchedule, LogLinearSchedule
 from ddiff.testing import contracts
 from ddiff.testing.contracts import ToyScore
@@ -62,7 +62,7 @@ def test_samples_are_data_tokens_of_the_right_shape(sampler_name: str, graph_nam
 
 @every
 def test_run_reports_nfe_and_times(sampler_name: str, graph_name: str) -> None:
-    result = contracts.check_sampler_run(make(sampler_name, graph_name, eps=1e-3), steps=7)
+    result = contracts.check_sampler_run(make(sampler_name, graph_name, final_time=1e-3), steps=7)
     assert result.nfe == 8  # 7 steps + denoise
     torch.testing.assert_close(result.times, uniform_time_grid(7, 1e-3))
     no_denoise = contracts.check_sampler_run(make(sampler_name, graph_name, denoise=False), steps=7)
@@ -191,7 +191,7 @@ def test_custom_time_grid(sampler_name: str) -> None:
 
     sampler = SAMPLERS[sampler_name](GRAPHS["uniform"], LogLinearSchedule(), time_grid=quadratic)
     result = sampler.run(ToyScore(GRAPHS["uniform"]), 2, 3, 5, generator=gen())
-    torch.testing.assert_close(result.times, quadratic(5, sampler.eps))
+    torch.testing.assert_close(result.times, quadratic(5, sampler.final_time))
 
 
 @samplers
@@ -214,7 +214,7 @@ def test_bad_time_grids_are_rejected(sampler_name: str, grid, message: str) -> N
 def test_schedule_reaching_the_limit_starts_just_below_one(
     sampler_name: str, graph_name: str
 ) -> None:
-    sampler = SAMPLERS[sampler_name](GRAPHS[graph_name], LogLinearSchedule(eps=0.0), eps=1e-4)
+    sampler = SAMPLERS[sampler_name](GRAPHS[graph_name], LogLinearSchedule(survival=0.0), final_time=1e-4)
     result = sampler.run(ToyScore(GRAPHS[graph_name]), 3, 4, 4, generator=gen())
     assert result.times[0] == 1 - 1e-4
     assert int(result.tokens.max()) < GRAPHS[graph_name].num_tokens
@@ -233,8 +233,8 @@ def test_geometric_schedule(sampler_name: str) -> None:
 def test_arguments_are_checked(sampler_name: str) -> None:
     cls = SAMPLERS[sampler_name]
     graph, schedule = GRAPHS["uniform"], LogLinearSchedule()
-    with pytest.raises(ValueError, match="eps"):
-        cls(graph, schedule, eps=0.0)
+    with pytest.raises(ValueError, match="final_time"):
+        cls(graph, schedule, final_time=0.0)
     with pytest.raises(ValueError, match="categorical_dtype"):
         cls(graph, schedule, categorical_dtype=torch.float16)
     with pytest.raises(TypeError, match="Graph"):
@@ -273,3 +273,46 @@ def test_repr_names_the_parts() -> None:
     text = repr(make("analytic", "absorbing"))
     assert text.startswith("AnalyticSampler(AbsorbingGraph(num_tokens=4")
     assert "LogLinearSchedule" in text
+
+
+# -- renamed arguments (kept for one release) -------------------------------------------------------
+
+
+def _one_line_warning(record: pytest.WarningsRecorder, old: str, new: str) -> None:
+    (warning,) = record
+    message = str(warning.message)
+    assert old in message and new in message and "\n" not in message, message
+
+
+@samplers
+def test_eps_is_the_deprecated_name_of_final_time(sampler_name: str) -> None:
+    cls, graph, schedule = SAMPLERS[sampler_name], GRAPHS["uniform"], LogLinearSchedule()
+    with pytest.warns(DeprecationWarning) as record:
+        sampler = cls(graph, schedule, eps=1e-3)
+    _one_line_warning(record, f"{cls.__name__}(eps=...)", "final_time=...")
+    assert sampler.final_time == 1e-3
+    with pytest.warns(DeprecationWarning) as record:
+        assert sampler.eps == 1e-3
+    _one_line_warning(record, f"{cls.__name__}.eps", f"{cls.__name__}.final_time")
+    with pytest.raises(TypeError, match=r"both eps= \(deprecated\) and final_time="):
+        cls(graph, schedule, eps=1e-3, final_time=1e-3)
+
+
+def test_old_names_of_the_step_quantities() -> None:
+    with pytest.warns(DeprecationWarning) as record:
+        step = Interval(t=0.5, s=0.25, total_t=0.7, total_s=0.3, rate_t=2.0)
+    assert len(record) == 2 and step == Interval(0.5, 0.25, 0.7, 0.3, 2.0)
+    for old, new in (("total_t", "sigma_t"), ("total_s", "sigma_s"), ("dsigma", "delta_sigma")):
+        with pytest.warns(DeprecationWarning) as record:
+            assert getattr(step, old) == getattr(step, new)
+        _one_line_warning(record, f"Interval.{old}", f"Interval.{new}")
+    with pytest.warns(DeprecationWarning) as record:
+        grid = uniform_time_grid(4, eps=0.5)
+    _one_line_warning(record, "uniform_time_grid(eps=...)", "final_time=...")
+    torch.testing.assert_close(grid, uniform_time_grid(4, final_time=0.5))
+    graph, x = GRAPHS["dense"], torch.tensor([[0, 3, 1]])
+    score = torch.rand(1, 3, graph.num_states, generator=gen(1))
+    with pytest.warns(DeprecationWarning) as record:
+        old = tweedie_probs(graph, x, score.clone(), dsigma=0.3)
+    _one_line_warning(record, "tweedie_probs(dsigma=...)", "delta_sigma=...")
+    torch.testing.assert_close(old, tweedie_probs(graph, x, score.clone(), delta_sigma=0.3))

@@ -39,8 +39,8 @@ NUM = 200_000
 
 def interval(t: float, s: float, schedule: LogLinearSchedule | None = None) -> Interval:
     schedule = schedule or LogLinearSchedule()
-    total = schedule.total(torch.tensor([t, s], dtype=torch.float64)).tolist()
-    return Interval(t, s, total[0], total[1], float(schedule.rate(torch.tensor(t))))
+    sigma = schedule.total(torch.tensor([t, s], dtype=torch.float64)).tolist()
+    return Interval(t, s, sigma[0], sigma[1], float(schedule.rate(torch.tensor(t))))
 
 
 def chi_square_p(samples: torch.Tensor, probs: torch.Tensor) -> float:
@@ -58,13 +58,13 @@ def test_analytic_step_is_the_exact_reverse_transition(graph_name: str) -> None:
     """One position, exact scores: Tweedie gives p(x_s = y | x_t = x) exactly (SEDD)."""
     graph = GRAPHS[graph_name]
     oracle = ExactOracle.random(graph, length=1, seed=2, concentration=1.0)
-    total_t, total_s = 1.3, 0.4
+    sigma_t, sigma_s = 1.3, 0.4
     x = torch.arange(graph.num_states).reshape(-1, 1)  # every state once
-    log_score = oracle(x, torch.tensor(total_t, dtype=torch.float64))
-    probs = tweedie_probs(graph, x, log_score.exp(), total_t - total_s)[:, 0]
+    log_score = oracle(x, torch.tensor(sigma_t, dtype=torch.float64))
+    probs = tweedie_probs(graph, x, log_score.exp(), sigma_t - sigma_s)[:, 0]
     probs = probs / probs.sum(dim=-1, keepdim=True)
-    p_t, p_s = oracle.marginal(total_t), oracle.marginal(total_s)
-    kernel = graph.kernel(torch.tensor([total_t - total_s], dtype=torch.float64))[0]
+    p_t, p_s = oracle.marginal(sigma_t), oracle.marginal(sigma_s)
+    kernel = graph.kernel(torch.tensor([sigma_t - sigma_s], dtype=torch.float64))[0]
     exact = p_s[None, :] * kernel / p_t[:, None]  # [x, y] = p_s(y) P[x, y] / p_t(x)
     torch.testing.assert_close(probs, exact, atol=1e-10, rtol=1e-8)
 
@@ -127,7 +127,7 @@ def test_tau_leaping_rejects_multiple_jumps() -> None:
 
 
 def test_euler_equals_analytic_for_absorbing_with_loglinear() -> None:
-    """For absorbing graphs and the log-linear schedule, expm1(dsigma) = dt sigma(t) exactly,
+    """For absorbing graphs and the log-linear schedule, expm1(delta_sigma) = dt sigma(t) exactly,
     so an Euler step and an analytic step have the same law: same seed, same samples."""
     graph = AbsorbingGraph(3)
     oracle = ExactOracle.random(graph, length=2, seed=0)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import ddiff.schedules
-from ddiff.schedules import LogLinearSchedule, Noise, NoiseSchedule
+from ddiff.schedules import CosineSchedule, LogLinearSchedule, Noise, NoiseSchedule
+from ddiff.schedules.base import SurvivalSchedule
 
 
 @pytest.mark.parametrize("name", ddiff.schedules.__all__)
@@ -23,9 +24,9 @@ def test_noise_schedule_is_abstract() -> None:
 def test_noise_is_a_named_pair() -> None:
     noise = LogLinearSchedule()(torch.tensor([0.25, 0.5]))
     assert isinstance(noise, Noise)
-    assert noise._fields == ("total", "rate")
-    total, rate = noise
-    assert total is noise.total
+    assert noise._fields == ("sigma", "rate")
+    sigma, rate = noise
+    assert sigma is noise.sigma
     assert rate is noise.rate
 
 
@@ -50,7 +51,7 @@ def test_a_minimal_subclass_gets_call_and_the_ends() -> None:
     schedule = Linear()
     assert (schedule.total_min, schedule.total_max) == (0.0, 2.0)
     assert schedule(0.5) == Noise(torch.tensor(1.0), torch.tensor(2.0))
-    with pytest.raises(ValueError, match="total must lie in"):
+    with pytest.raises(ValueError, match="sigma must lie in"):
         schedule.inverse(2.5)
 
 
@@ -79,5 +80,39 @@ def test_hooks_receive_validated_tensors() -> None:
     for method in (schedule.total, schedule.rate):
         with pytest.raises(ValueError, match="t must lie in"):
             method(torch.tensor([0.5, 1.5]))
-    with pytest.raises(ValueError, match="total must lie in"):
+    with pytest.raises(ValueError, match="sigma must lie in"):
         schedule.inverse(-1.0)
+
+
+# -- renamed arguments and attributes (kept for one release) ---------------------------------------
+
+
+def _one_line_warning(record: pytest.WarningsRecorder, old: str, new: str) -> None:
+    (warning,) = record
+    message = str(warning.message)
+    assert old in message and new in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("cls", [LogLinearSchedule, CosineSchedule], ids=lambda c: c.__name__)
+def test_eps_is_the_deprecated_name_of_survival(cls: type[SurvivalSchedule]) -> None:
+    with pytest.warns(DeprecationWarning) as record:
+        schedule = cls(eps=0.25)
+    _one_line_warning(record, f"{cls.__name__}(eps=...)", "survival=...")
+    assert repr(schedule) == repr(cls(survival=0.25))
+    with pytest.warns(DeprecationWarning) as record:
+        assert schedule.eps == 0.25
+    _one_line_warning(record, f"{cls.__name__}.eps", f"{cls.__name__}.survival")
+    with pytest.raises(TypeError, match=r"both eps= \(deprecated\) and survival="):
+        cls(eps=0.25, survival=0.25)
+
+
+def test_old_names_of_total_noise() -> None:
+    schedule = LogLinearSchedule()
+    noise = schedule(torch.tensor([0.5]))
+    with pytest.warns(DeprecationWarning) as record:
+        assert noise.total is noise.sigma
+    _one_line_warning(record, "Noise.total", "Noise.sigma")
+    with pytest.warns(DeprecationWarning) as record:
+        t = schedule.inverse(total=noise.sigma)
+    _one_line_warning(record, "inverse(total=...)", "sigma=...")
+    assert torch.equal(t, schedule.inverse(sigma=noise.sigma))

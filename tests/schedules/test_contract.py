@@ -30,12 +30,12 @@ def _by_repr(*schedules: NoiseSchedule) -> dict[str, NoiseSchedule]:
 
 EXAMPLES: dict[type[NoiseSchedule], dict[str, NoiseSchedule]] = {
     LogLinearSchedule: _by_repr(
-        LogLinearSchedule(), LogLinearSchedule(eps=0.0), LogLinearSchedule(eps=0.5)
+        LogLinearSchedule(), LogLinearSchedule(survival=0.0), LogLinearSchedule(survival=0.5)
     ),
     GeometricSchedule: _by_repr(
         GeometricSchedule(), GeometricSchedule(sigma_min=1.5, sigma_max=1.7)
     ),
-    CosineSchedule: _by_repr(CosineSchedule(), CosineSchedule(eps=0.0)),
+    CosineSchedule: _by_repr(CosineSchedule(), CosineSchedule(survival=0.0)),
 }
 SCHEDULES = list(registry.implementations(NoiseSchedule, EXAMPLES).values())
 

@@ -46,7 +46,7 @@ def test_does_not_overflow_in_float16() -> None:
 
 def test_inverse_below_sigma_min_raises() -> None:
     schedule = GeometricSchedule()
-    with pytest.raises(ValueError, match=r"total must lie in .*got 0\.0 at index \(1,\)"):
+    with pytest.raises(ValueError, match=r"sigma must lie in .*got 0\.0 at index \(1,\)"):
         schedule.inverse(torch.tensor([1.0, 0.0], dtype=F64))
 
 

@@ -134,13 +134,13 @@ class FrozenUniform(UniformGraph):
 
 
 class UnstaggeredScore(AbsorbingGraph):
-    def staggered_score(self, score: Tensor, dsigma: Tensor | float) -> Tensor:
-        return score.clone()  # forgets exp(-dsigma Q)
+    def staggered_score(self, score: Tensor, delta_sigma: Tensor | float) -> Tensor:
+        return score.clone()  # forgets exp(-delta_sigma Q)
 
 
 class SlightlyOffFastPath(AbsorbingGraph):
-    def staggered_score(self, score: Tensor, dsigma: Tensor | float) -> Tensor:
-        return super().staggered_score(score, dsigma) * (1 + 1e-5)
+    def staggered_score(self, score: Tensor, delta_sigma: Tensor | float) -> Tensor:
+        return super().staggered_score(score, delta_sigma) * (1 + 1e-5)
 
 
 class UncheckedRates(UniformGraph):
@@ -243,12 +243,12 @@ def test_passes_correct_graphs() -> None:
         ),
         (
             lambda: contracts.check_staggered_score(UnstaggeredScore(3), 0.5),
-            r"^staggered score check failed .*: staggered_score\(score, dsigma=0\.5\) differs "
-            r"from matrix_exp\(-dsigma Q\) @ score",
+            r"^staggered score check failed .*: staggered_score\(score, delta_sigma=0\.5\) "
+            r"differs from matrix_exp\(-delta_sigma Q\) @ score",
         ),
         (
             lambda: contracts.check_generic_members(SlightlyOffFastPath(3), 0.3),
-            r"^generic members check failed .*: staggered_score\(score, dsigma=0\.3\) differs "
+            r"^generic members check failed .*: staggered_score\(score, delta_sigma=0\.3\) differs "
             r"from Graph\.staggered_score by [0-9.e-]+ at \[batch=\d, position=\d, y=\d\]",
         ),
         (
@@ -334,7 +334,7 @@ class ReturnsFloats(LogLinearSchedule):
 
 class NaiveFloat32(LogLinearSchedule):
     def _total(self, t: Tensor) -> Tensor:
-        return -torch.log(1 - (1 - self.eps) * t)  # cancels next to the data
+        return -torch.log(1 - (1 - self.survival) * t)  # cancels next to the data
 
 
 class NumpyLogLinear(NoiseSchedule):
@@ -361,7 +361,7 @@ class NumpyLogLinear(NoiseSchedule):
     [
         (
             lambda: contracts.check_schedule_rate(FastRate(), [0.5]),
-            r"^rate = d total/dt check failed for FastRate\(eps=0\.001\): rate\(t\) differs from "
+            r"^rate = d total/dt check failed for FastRate\(survival=0\.001\): rate\(t\) differs from "
             r"d total/dt \(autograd\) by 0\.02 at \[t=0\.5\]",
         ),
         (lambda: check_schedule(FastRate()), r"rate\(t\) differs from d total/dt"),
@@ -372,7 +372,7 @@ class NumpyLogLinear(NoiseSchedule):
         ),
         (
             lambda: contracts.check_schedule_total(Decreasing(), [0.1, 0.2]),
-            r"^monotone check failed for Decreasing\(eps=0\.001\): total\(t\) decreases from "
+            r"^monotone check failed for Decreasing\(survival=0\.001\): total\(t\) decreases from "
             r".* at t = 0\.1[0-9]* to .* at t = 0\.2",
         ),
         (
@@ -544,7 +544,7 @@ def _on(cls: type[Sampler], graph: Graph | None = None) -> Sampler:
         (
             lambda: check_sampler(Lazy, steps=16, num_samples=4000),
             r"^exactness check failed for Lazy\(UniformGraph\(num_tokens=3, num_states=3\), "
-            r"LogLinearSchedule\(eps=0\.001\), eps=1e-05, denoise=True\): with exact scores, "
+            r"LogLinearSchedule\(survival=0\.001\), final_time=1e-05, denoise=True\): with exact scores, "
             r"4000 samples of length 2 drawn in 16 steps are at total-variation distance "
             r"0\.[1-9]\d* from the data distribution, above 0\.04",
         ),
