@@ -151,7 +151,7 @@ class Recipe:
             # a finite final noise (survival 1e-3), which keeps every kernel finite (dense
             # graphs cannot take infinite noise).
             absorbing = task.graph_choices[args.graph]["kind"] == "absorbing"
-            overrides["schedule"] = {"kind": "loglinear", **_survival(0.0 if absorbing else 1e-3)}
+            overrides["schedule"] = {"kind": "loglinear", "survival": 0.0 if absorbing else 1e-3}
         if args.sampler is not None:
             overrides["sampling.kind"] = _SAMPLER_ALIASES.get(args.sampler, args.sampler)
         for option, key in (
@@ -270,14 +270,6 @@ def parse_at(option: str, text: str, metavar: str) -> tuple[str, int]:
         return value, int(position)
     except ValueError:
         raise RecipeError(f"{option} {text}: position {position!r} is not an integer") from None
-
-
-def _survival(value: float) -> dict[str, float]:
-    """The schedule's survival key (`eps` before it was renamed)."""
-    from ddiff.config import LogLinearScheduleConfig
-
-    key = "survival" if "survival" in LogLinearScheduleConfig.model_fields else "eps"
-    return {key: value}
 
 
 def _fail(message: str) -> int:

@@ -120,7 +120,7 @@ class RecipeConfig(Section):
 
     recipe: str
     graph: GraphConfig
-    schedule: ScheduleConfig = LogLinearScheduleConfig(eps=0.0)
+    schedule: ScheduleConfig = LogLinearScheduleConfig(survival=0.0)
     net: NetConfig = TransformerNetConfig(dim=64, depth=2, heads=2, cond_dim=64)
     optim: OptimConfig = AdamWConfig(lr=1e-3, warmup_steps=100, ema_decay=0.995)
     train: TrainConfig

@@ -283,7 +283,7 @@ def _fake_run(directory: Path, recipe: str | None, graph_tokens: int) -> Path:
     config = RunConfig.model_validate(
         {
             "graph": {"kind": "absorbing", "num_tokens": graph_tokens},
-            "schedule": {"kind": "loglinear", "eps": 0.0},
+            "schedule": {"kind": "loglinear", "survival": 0.0},
             "net": {"kind": "transformer", "dim": 16, "depth": 1, "heads": 2, "cond_dim": 16},
             "train": {"max_steps": 1},
         }
