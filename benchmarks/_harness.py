@@ -73,7 +73,7 @@ def build_model(kind: str, num_tokens: int, seed: int, **graph_kwargs: Any) -> M
         param = ScaledAbsorbingParameterization(graph) if absorbing else None
         net = TransformerScoreNet(graph.num_states, parameterization=param, **NET)
     # Absorbing: the schedule reaches the all-MASK limit; the others stop 1e-3 short of it.
-    schedule = LogLinearSchedule(eps=0.0 if absorbing else 1e-3)
+    schedule = LogLinearSchedule(survival=0.0 if absorbing else 1e-3)
     return Model(kind, net, graph, schedule)
 
 

@@ -53,7 +53,7 @@ def child(what: str, graph_kind: str, batch: int, length: int) -> dict[str, Any]
     x_t = graph.sample_transition(x_0, sigma, g) if hasattr(graph, "sample_transition") else x_0
     log_score = torch.randn(batch, length, graph.num_states, generator=g) - 4.0
     log_score.requires_grad_(what == "loss + backward")
-    schedule = LogLinearSchedule(eps=0.0 if graph_kind == "absorbing" else 1e-3)
+    schedule = LogLinearSchedule(survival=0.0 if graph_kind == "absorbing" else 1e-3)
     samplers = {
         "euler": EulerSampler,
         "tau-leaping": TauLeapingSampler,

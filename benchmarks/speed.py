@@ -74,7 +74,7 @@ def sampling_speed(config: str, kind: str, sample_steps: int | None) -> dict[str
         torch.nn.init.normal_(net.head.weight, std=0.5)
         net.eval()
         timed = sampler_bench.TimedScore(net)
-        sampler = EulerSampler(graph, LogLinearSchedule(eps=0.0))
+        sampler = EulerSampler(graph, LogLinearSchedule(survival=0.0))
         start = time.perf_counter()
         with torch.no_grad():
             sampler.run(timed, batch, length, steps, generator=torch.Generator().manual_seed(0))

@@ -65,7 +65,7 @@ def child(
             parameterization=ScaledAbsorbingParameterization(graph),
         )
         optim = OptimSettings(warmup_steps=0)
-        module = DiffusionModule(graph, LogLinearSchedule(eps=0.0), net, optim)
+        module = DiffusionModule(graph, LogLinearSchedule(survival=0.0), net, optim)
     batch, length = spec["batch"], spec["length"]
     tokens = torch.randint(spec["num_tokens"], (batch * (warmup + steps + 1), length))
     data = TokenDataModule(tokens, batch_size=batch)

@@ -43,7 +43,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import inspect
 import itertools
 import math
@@ -159,13 +158,6 @@ def _caller_level() -> int:
     ):
         frame, level = frame.f_back, level + 1
     return level
-
-
-@functools.cache
-def _keyword(cls: type, new: str) -> str:
-    """`new` if `cls` takes it, else `eps`: the core's renamed arguments (`survival`,
-    `final_time`) during the transition in which `eps` is their deprecated alias."""
-    return new if new in inspect.signature(cls).parameters else "eps"
 
 
 # -- graphs ----------------------------------------------------------------------------------------
@@ -300,7 +292,7 @@ class LogLinearScheduleConfig(_Config):
     _renamed: ClassVar[Mapping[str, str]] = {"eps": "survival"}
 
     def build(self) -> LogLinearSchedule:
-        return LogLinearSchedule(**{_keyword(LogLinearSchedule, "survival"): self.survival})
+        return LogLinearSchedule(survival=self.survival)
 
 
 class GeometricScheduleConfig(_Config):
@@ -332,7 +324,7 @@ class CosineScheduleConfig(_Config):
     _renamed: ClassVar[Mapping[str, str]] = {"eps": "survival"}
 
     def build(self) -> CosineSchedule:
-        return CosineSchedule(**{_keyword(CosineSchedule, "survival"): self.survival})
+        return CosineSchedule(survival=self.survival)
 
 
 ScheduleConfig = Annotated[
@@ -620,9 +612,9 @@ class _SamplerFields(_Config):
     _section: ClassVar[str] = "sampling"
     _renamed: ClassVar[Mapping[str, str]] = {"eps": "final_time"}
 
-    def _kwargs(self, sampler: type) -> dict[str, Any]:
+    def _kwargs(self) -> dict[str, Any]:
         return {
-            _keyword(sampler, "final_time"): self.final_time,
+            "final_time": self.final_time,
             "denoise": self.denoise,
             "categorical_dtype": getattr(torch, self.categorical_dtype),
         }
@@ -636,7 +628,7 @@ class EulerSamplerConfig(_SamplerFields):
     def build(self, graph: Graph, schedule: NoiseSchedule) -> Sampler:
         from ddiff.samplers import EulerSampler
 
-        return EulerSampler(graph, schedule, **self._kwargs(EulerSampler))
+        return EulerSampler(graph, schedule, **self._kwargs())
 
 
 class TauLeapingSamplerConfig(_SamplerFields):
@@ -647,7 +639,7 @@ class TauLeapingSamplerConfig(_SamplerFields):
     def build(self, graph: Graph, schedule: NoiseSchedule) -> Sampler:
         from ddiff.samplers import TauLeapingSampler
 
-        return TauLeapingSampler(graph, schedule, **self._kwargs(TauLeapingSampler))
+        return TauLeapingSampler(graph, schedule, **self._kwargs())
 
 
 class AnalyticSamplerConfig(_SamplerFields):
@@ -658,7 +650,7 @@ class AnalyticSamplerConfig(_SamplerFields):
     def build(self, graph: Graph, schedule: NoiseSchedule) -> Sampler:
         from ddiff.samplers import AnalyticSampler
 
-        return AnalyticSampler(graph, schedule, **self._kwargs(AnalyticSampler))
+        return AnalyticSampler(graph, schedule, **self._kwargs())
 
 
 SamplerConfig = Annotated[

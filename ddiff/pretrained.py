@@ -67,7 +67,7 @@ class Pretrained:
         >>> with tempfile.TemporaryDirectory() as directory:
         ...     model = load_pretrained(save_pretrained(net, directory, config))
         >>> model.graph, model.schedule
-        (UniformGraph(num_tokens=4, num_states=4), LogLinearSchedule(eps=0.001))
+        (UniformGraph(num_tokens=4, num_states=4), LogLinearSchedule(survival=0.001))
         >>> saved, loaded = net.state_dict(), model.net.state_dict()
         >>> all(torch.equal(saved[k], loaded[k]) for k in saved), model.net.training
         (True, False)

@@ -203,7 +203,7 @@ def test_cross_field_checks_say_what_to_fix() -> None:
 def test_sampler_configs_build_samplers(config: Any, cls: type) -> None:
     sampler = config.build(UniformGraph(4), LogLinearSchedule())
     assert type(sampler) is cls
-    assert sampler.eps == config.final_time and sampler.denoise == config.denoise
+    assert sampler.final_time == config.final_time and sampler.denoise == config.denoise
     assert sampler.categorical_dtype == getattr(torch, config.categorical_dtype)
 
 

@@ -71,7 +71,7 @@ class LikelihoodEstimate:
         >>> from ddiff import AbsorbingGraph, LogLinearSchedule
         >>> from ddiff.eval import bits_per_token
         >>> from ddiff.testing import ExactOracle
-        >>> graph, schedule = AbsorbingGraph(2), LogLinearSchedule(eps=0.0)
+        >>> graph, schedule = AbsorbingGraph(2), LogLinearSchedule(survival=0.0)
         >>> oracle = ExactOracle(graph, torch.tensor([[0.7, 0.1], [0.1, 0.1]]))  # p0 on {0, 1}^2
         >>> x = torch.tensor([[0, 0], [1, 1], [0, 1]])
         >>> estimate = bits_per_token((oracle, graph, schedule), x, num_t=64, seed=0)
@@ -150,7 +150,7 @@ def bits_per_token(
         >>> import torch
         >>> from ddiff import AbsorbingGraph, LogLinearSchedule
         >>> from ddiff.testing import ExactOracle
-        >>> graph, schedule = AbsorbingGraph(2), LogLinearSchedule(eps=0.0)
+        >>> graph, schedule = AbsorbingGraph(2), LogLinearSchedule(survival=0.0)
         >>> p0 = torch.tensor([[0.7, 0.1], [0.1, 0.1]], dtype=torch.float64)  # over {0, 1}^2
         >>> oracle = ExactOracle(graph, p0)  # the exact scores: the bound is -log2 p0(x) / 2
         >>> x = torch.tensor([[0, 0], [1, 1], [0, 0], [0, 1]])

@@ -232,7 +232,7 @@ class DiffusionModule(_TrainingModule):
         >>> net = TransformerScoreNet.from_preset(
         ...     "tiny", graph.num_states, parameterization=ScaledAbsorbingParameterization(graph)
         ... )
-        >>> module = DiffusionModule(graph, LogLinearSchedule(eps=0.0), net)
+        >>> module = DiffusionModule(graph, LogLinearSchedule(survival=0.0), net)
         >>> x_0 = torch.randint(4, (8, 16))
         >>> t = torch.rand(8, dtype=torch.float64)
         >>> loss = module.loss(x_0, t, torch.Generator().manual_seed(0))

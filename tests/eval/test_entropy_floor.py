@@ -56,7 +56,7 @@ def test_bound_and_ar_nll_stay_above_the_entropy() -> None:
     optim = OptimSettings(lr=3e-3, warmup_steps=10, ema_decay=0.9)
     torch.manual_seed(0)
 
-    graph, schedule = AbsorbingGraph(3), LogLinearSchedule(eps=0.0)
+    graph, schedule = AbsorbingGraph(3), LogLinearSchedule(survival=0.0)
     param = ScaledAbsorbingParameterization(graph)
     net = TransformerScoreNet.from_preset("tiny", graph.num_states, parameterization=param)
     diffusion = DiffusionModule(graph, schedule, net, optim)

@@ -44,7 +44,7 @@ def test_exact_likelihood_and_its_standard_error() -> None:
 )
 def test_bound_of_exact_scores_is_the_exact_likelihood(graph) -> None:
     # With exact scores and a schedule that reaches the limit, the bound equals -log p0(x).
-    schedule = LogLinearSchedule(eps=0.0 if isinstance(graph, AbsorbingGraph) else 1e-3)
+    schedule = LogLinearSchedule(survival=0.0 if isinstance(graph, AbsorbingGraph) else 1e-3)
     source = MarkovSource.random(2, 3, seed=1, concentration=1.0)
     grid = torch.cartesian_prod(*[torch.arange(2)] * 3)
     p0 = source.nll(grid).neg().exp().reshape(2, 2, 2)
@@ -112,7 +112,7 @@ def test_exact_statistics_of_an_autoregressive_network() -> None:
 
 
 def test_the_bound_scores_in_eval_mode_without_gradients() -> None:
-    graph, schedule = AbsorbingGraph(2), LogLinearSchedule(eps=0.0)
+    graph, schedule = AbsorbingGraph(2), LogLinearSchedule(survival=0.0)
     p0 = torch.tensor([[0.7, 0.1], [0.1, 0.1]], dtype=torch.float64)
     oracle = ExactOracle(graph, p0)
     scores = RecordingScores(oracle).train()

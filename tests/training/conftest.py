@@ -31,7 +31,7 @@ def tiny_module(graph: Graph | None = None, **optim: float | None) -> DiffusionM
     graph = AbsorbingGraph(4) if graph is None else graph
     torch.manual_seed(0)
     settings = OptimSettings(**{"lr": 1e-3, "warmup_steps": 2, "ema_decay": 0.9, **optim})  # type: ignore[arg-type]
-    return DiffusionModule(graph, LogLinearSchedule(eps=0.0), tiny_net(graph), settings)
+    return DiffusionModule(graph, LogLinearSchedule(survival=0.0), tiny_net(graph), settings)
 
 
 @pytest.fixture

@@ -138,7 +138,7 @@ def test_validation_with_exact_scores_reports_the_entropy_per_token() -> None:
     probs = torch.exp(-source.nll(sequences)).reshape([3] * 4)
     module = DiffusionModule(
         graph,
-        LogLinearSchedule(eps=0.0),
+        LogLinearSchedule(survival=0.0),
         OracleNet(ExactOracle(graph, probs)),
         OptimSettings(ema_decay=None),
         val_num_t=8,
