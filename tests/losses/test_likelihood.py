@@ -127,7 +127,13 @@ def test_bound_estimate_mean_matches_entropy() -> None:
     gen = torch.Generator().manual_seed(2)
     x_0 = oracle.sample_data(3000, gen)
     est = likelihood_bound(
-        oracle, graph, LogLinearSchedule(survival=0.0), x_0, num_t=2, method="antithetic", generator=gen
+        oracle,
+        graph,
+        LogLinearSchedule(survival=0.0),
+        x_0,
+        num_t=2,
+        method="antithetic",
+        generator=gen,
     )
     entropy_bits = oracle.entropy() / math.log(2) / 3
     # sampling error of the data average plus Monte Carlo error in t

@@ -214,7 +214,9 @@ def test_bad_time_grids_are_rejected(sampler_name: str, grid, message: str) -> N
 def test_schedule_reaching_the_limit_starts_just_below_one(
     sampler_name: str, graph_name: str
 ) -> None:
-    sampler = SAMPLERS[sampler_name](GRAPHS[graph_name], LogLinearSchedule(survival=0.0), final_time=1e-4)
+    sampler = SAMPLERS[sampler_name](
+        GRAPHS[graph_name], LogLinearSchedule(survival=0.0), final_time=1e-4
+    )
     result = sampler.run(ToyScore(GRAPHS[graph_name]), 3, 4, 4, generator=gen())
     assert result.times[0] == 1 - 1e-4
     assert int(result.tokens.max()) < GRAPHS[graph_name].num_tokens
