@@ -76,7 +76,7 @@ def stand_in_net(graph: Graph, seed: int = 0) -> TransformerScoreNet:
         else LogScoreParameterization()
     )
     net = TransformerScoreNet(graph.num_states, parameterization=param).eval()
-    torch.nn.init.normal_(net.head.weight, std=0.5)
+    torch.nn.init.normal_(net.trunk.head.weight, std=0.5)
     return net
 
 

@@ -49,7 +49,7 @@ def sampling_speed(config: str, kind: str, sample_steps: int | None) -> dict[str
     torch.manual_seed(0)
     if kind == "ar":
         ar = CausalTransformer.from_preset(spec["preset"], spec["num_tokens"]).eval()
-        torch.nn.init.normal_(ar.head.weight, std=0.5)  # varied predictions, as if trained
+        torch.nn.init.normal_(ar.trunk.head.weight, std=0.5)  # varied predictions, as if trained
         calls: list[tuple[float, float]] = []
         forward = ar.forward
 
@@ -71,7 +71,7 @@ def sampling_speed(config: str, kind: str, sample_steps: int | None) -> dict[str
         net = TransformerScoreNet.from_preset(
             spec["preset"], graph.num_states, parameterization=param
         )
-        torch.nn.init.normal_(net.head.weight, std=0.5)
+        torch.nn.init.normal_(net.trunk.head.weight, std=0.5)
         net.eval()
         timed = sampler_bench.TimedScore(net)
         sampler = EulerSampler(graph, LogLinearSchedule(survival=0.0))

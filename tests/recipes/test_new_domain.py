@@ -27,7 +27,9 @@ def _coin_module() -> dict[str, object]:
     return module.__dict__
 
 
-def test_the_toy_domain_runs_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_toy_domain_runs_every_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = _coin_module()["RECIPE"]
     out = tmp_path / "coin"
     code = recipe.run(["--out", str(out), *TINY, "--set", "train.batch_size=16"])  # type: ignore[attr-defined]
