@@ -33,6 +33,7 @@ __all__ = ["build_module", "build_trainer", "main", "train"]
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 PRETRAINED_DIR = "pretrained"
+LOG_DIR = "logs"
 
 
 def build_trainer(
@@ -56,7 +57,7 @@ def build_trainer(
         **overrides: any other `lightning.Trainer` argument (wins over the configuration).
     """
     run_dir = Path(run_dir)
-    logger = overrides.pop("logger", CSVLogger(run_dir, name="logs"))
+    logger = overrides.pop("logger", CSVLogger(run_dir, name=LOG_DIR))
     monitors = [LearningRateMonitor(logging_interval="step")] if logger else []
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,9 @@ class Recipe:
         """Parse `argv` and run; user errors print one line on stderr and return 2."""
         args = self.parser().parse_args(argv)
         try:
-            self._run(args)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                self._run(args)
         except RecipeError as err:
             return _fail(str(err))
         except (ValueError, FileNotFoundError) as err:
@@ -270,6 +273,11 @@ def parse_at(option: str, text: str, metavar: str) -> tuple[str, int]:
         return value, int(position)
     except ValueError:
         raise RecipeError(f"{option} {text}: position {position!r} is not an integer") from None
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Warnings on the command line as one line each (a renamed config key, say)."""
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def _fail(message: str) -> int:

@@ -173,15 +173,20 @@ class RecipeConfig(Section):
             raise RecipeError(f"--config {path}: not valid YAML ({one_line(str(err))})") from err
         if not isinstance(data, dict):
             raise RecipeError(f"--config {path}: a recipe file must be a mapping of sections")
-        return cls.validated(data, f"--config {path}", base_dir=path.parent)
+        return cls.validated(data, f"--config {path}", base_dir=path.parent, source=str(path))
 
     @classmethod
     def validated(
-        cls: type[_C], data: dict[str, Any], where: str, base_dir: Path | None = None
+        cls: type[_C],
+        data: dict[str, Any],
+        where: str,
+        base_dir: Path | None = None,
+        source: str | None = None,
     ) -> _C:
-        """`model_validate(data)`, with errors turned into one `RecipeError` line."""
+        """`model_validate(data)`, with errors turned into one `RecipeError` line; `source`
+        names the file in the warnings about renamed keys."""
         try:
-            return cls.model_validate(data, context={"base_dir": base_dir})
+            return cls.model_validate(data, context={"base_dir": base_dir, "source": source})
         except ValidationError as err:
             raise RecipeError(f"{where}: {_validation_summary(err)}") from err
 

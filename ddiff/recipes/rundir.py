@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ddiff.io import atomic_path, write_json, write_text
 from ddiff.recipes.config import RecipeError, one_line
+from ddiff.run import CHECKPOINT_DIR, LOG_DIR, PRETRAINED_DIR
 
 __all__ = [
     "CheckpointInfo",
@@ -56,9 +57,9 @@ class RunDir:
     sample_suffix: str = ".fasta"
 
     recipe_file = "recipe.json"
-    pretrained_name = "pretrained"
-    checkpoint_name = "checkpoints"
-    log_name = "logs"
+    pretrained_name = PRETRAINED_DIR  # ddiff.run's training layout, extended by the recipe's files
+    checkpoint_name = CHECKPOINT_DIR
+    log_name = LOG_DIR
     figure_name = "figures"
 
     @property

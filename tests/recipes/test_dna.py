@@ -349,3 +349,23 @@ def test_command_line_error_in_a_subprocess(existing_out: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "--motif TTGACA@200" in result.stderr
+
+
+def test_renamed_config_key_still_works_with_one_warning_line(
+    dna_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recipe YAML written before `schedule.eps` became `schedule.survival` still runs; the
+    command line says so in one line that names the file."""
+    config = json.loads((dna_run / "recipe.json").read_text())["config"]
+    config["schedule"] = {"kind": "loglinear", "eps": 0.0}
+    old = tmp_path / "old.yaml"
+    old.write_text(json.dumps(config))  # JSON is YAML
+    argv = ["sample", "--config", str(old), "--checkpoint", str(dna_run), "--out", str(tmp_path)]
+    code, _, err = run_main(
+        "dna", [*argv, "--num-samples", "2", "--steps", "2", "--no-progress"], capsys
+    )
+    assert code == 0, err
+    assert err.strip().splitlines() == [
+        f"warning: {old}: schedule.eps is deprecated, use schedule.survival (the same value)"
+    ]
+    assert len(_records(tmp_path / "samples.fasta")) == 2
