@@ -1,4 +1,8 @@
-r"""Sample-quality metrics for DNA: k-mer spectra, GC content, promoter motifs, memorisation.
+r"""Sample-quality metrics for DNA: k-mer spectra, GC content, promoter PWM hits, memorisation.
+
+A position weight matrix (PWM: `Bio.motifs.Motif` in Biopython) scores every window of a
+sequence; in ddiff a *motif* is a fixed run of tokens (`ddiff.conditioning.Motif`), so the
+scans here are named after the matrices: `promoter_pwms`, `pwm_hit_rates`.
 
 Every function takes collections of sequences: a `[N, length]` token tensor, or a list of DNA
 strings or 1-D token tensors (any lengths). Compare generated samples with *held-out* data
@@ -10,10 +14,11 @@ strings or 1-D token tensors (any lengths). Compare generated samples with *held
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from ddiff._checks import renamed_keywords, warn_renamed
 from ddiff.domains.dna import decode, encode
 from ddiff.eval._common import (
     Sequences,
@@ -23,7 +28,7 @@ from ddiff.eval._common import (
 )
 
 if TYPE_CHECKING:
-    from Bio.motifs import Motif
+    from Bio.motifs import Motif as PWM  # Biopython's name for a position weight matrix
 
 __all__ = [
     "PROMOTER_CONSENSUS",
@@ -35,6 +40,8 @@ __all__ = [
     "kmer_js_divergence",
     "motif_rates",
     "promoter_motifs",
+    "promoter_pwms",
+    "pwm_hit_rates",
 ]
 
 
@@ -171,7 +178,7 @@ def gc_content(seqs: Sequences) -> GCContent:
     return GCContent(float(f.mean()), float(f.std()))
 
 
-def promoter_motifs(pseudocount: float = 0.5) -> dict[str, Motif]:
+def promoter_pwms(pseudocount: float = 0.5) -> dict[str, PWM]:
     r"""PWMs for the sigma-70 -35 and -10 boxes and the Shine-Dalgarno site.
 
     Prokaryotic promoter elements are not in JASPAR; each motif is built with
@@ -188,7 +195,7 @@ def promoter_motifs(pseudocount: float = 0.5) -> dict[str, Motif]:
         Name -> `Bio.motifs.Motif` (names as in `PROMOTER_CONSENSUS`).
 
     Example:
-        >>> m = promoter_motifs()["sigma70_-10"]
+        >>> m = promoter_pwms()["sigma70_-10"]
         >>> str(m.consensus), round(m.pssm.max, 3), round(m.pssm.min, 3)
         ('TATAAT', 6.0, -3.51)
     """
@@ -207,19 +214,20 @@ def promoter_motifs(pseudocount: float = 0.5) -> dict[str, Motif]:
     return out
 
 
-def motif_rates(
+@renamed_keywords(motifs="pwms")
+def pwm_hit_rates(
     seqs: Sequences,
-    motifs: Mapping[str, Motif] | None = None,
+    pwms: Mapping[str, PWM] | None = None,
     threshold: float = 0.8,
     region: slice | None = None,
 ) -> dict[str, float]:
-    r"""Fraction of sequences with at least one PWM hit on the forward strand, per motif.
+    r"""Fraction of sequences with at least one PWM hit on the forward strand, per PWM.
 
-    Each sequence is scanned with the motif's position-specific scoring matrix
+    Each sequence is scanned with the PWM's position-specific scoring matrix
     (`Bio.motifs` `pssm.calculate`, forward strand only: the shipped promoters are oriented
     towards their gene). A window is a hit when its log-odds score $s$ reaches the relative
     threshold $\tau$: $(s - s_{\min}) / (s_{\max} - s_{\min}) \ge \tau$, the usual relative-score
-    convention of PWM scanners. For the consensus PWMs of `promoter_motifs` the default
+    convention of PWM scanners. For the consensus PWMs of `promoter_pwms` the default
     $\tau = 0.8$ accepts the consensus and every one-mismatch variant (one mismatch scores
     0.833, two 0.667) and $\tau = 1$ only the exact consensus; exact hexamers are rare (a few
     percent of 150 bp windows), so the default gives rates with a much smaller sampling error.
@@ -230,8 +238,8 @@ def motif_rates(
     while over whole windows A/T-rich composition alone produces -10-like hexamers.
 
     Args:
-        seqs: the sequences; one shorter than a motif (or its region) has no hit for it.
-        motifs: name -> `Bio.motifs.Motif` (default `promoter_motifs()`).
+        seqs: the sequences; one shorter than a PWM (or its region) has no hit for it.
+        pwms: name -> `Bio.motifs.Motif` (default `promoter_pwms()`; formerly `motifs`).
         threshold: relative score threshold, in [0, 1].
         region: only occurrences lying entirely inside `seq[region]` count (Python slice
             semantics: `slice(-20, None)` is the last 20 bases); default the whole sequence.
@@ -243,12 +251,12 @@ def motif_rates(
         ValueError: if `threshold` is not in [0, 1] or the set is empty.
 
     Example:
-        >>> motif_rates(["GGTATAATGG", "GGTATGATGG", "CCCCCCCCCC", "TTGACACCCC"])
+        >>> pwm_hit_rates(["GGTATAATGG", "GGTATGATGG", "CCCCCCCCCC", "TTGACACCCC"])
         {'sigma70_-35': 0.25, 'sigma70_-10': 0.5, 'shine_dalgarno': 0.0}
-        >>> rates = motif_rates(["GGTATAATGG", "GGTATGATGG", "CCCCCCCCCC", "TTGACACCCC"], threshold=1.0)
+        >>> rates = pwm_hit_rates(["GGTATAATGG", "GGTATGATGG", "CCCCCCCCCC", "TTGACACCCC"], threshold=1.0)
         >>> rates["sigma70_-10"]
         0.25
-        >>> motif_rates(["GGTATAATGG", "TATAATGGGG"], region=slice(2, None))["sigma70_-10"]
+        >>> pwm_hit_rates(["GGTATAATGG", "TATAATGGGG"], region=slice(2, None))["sigma70_-10"]
         0.5
     """
     if not 0.0 <= threshold <= 1.0:
@@ -257,20 +265,32 @@ def motif_rates(
     if region is not None:
         texts = [text[region] for text in texts]
     if not texts:
-        raise ValueError("motif_rates needs at least one sequence")
-    motifs = promoter_motifs() if motifs is None else motifs
+        raise ValueError("pwm_hit_rates needs at least one sequence")
+    pwms = promoter_pwms() if pwms is None else pwms
     rates = {}
-    for name, motif in motifs.items():
-        pssm = motif.pssm
+    for name, pwm in pwms.items():
+        pssm = pwm.pssm
         cutoff = pssm.min + threshold * (pssm.max - pssm.min)
         tol = 1e-4 * max(1.0, abs(pssm.max))  # `calculate` returns float32 scores
         hits = 0
         for text in texts:
-            if len(text) >= motif.length:
+            if len(text) >= pwm.length:
                 scores = np.atleast_1d(pssm.calculate(text))
                 hits += bool(np.any(scores >= cutoff - tol))
         rates[name] = hits / len(texts)
     return rates
+
+
+def promoter_motifs(pseudocount: float = 0.5) -> dict[str, PWM]:
+    """Deprecated name of `promoter_pwms` (a ddiff motif is a fixed run of tokens)."""
+    warn_renamed("promoter_motifs", "promoter_pwms")
+    return promoter_pwms(pseudocount)
+
+
+def motif_rates(seqs: Sequences, *args: Any, **kwargs: Any) -> dict[str, float]:
+    """Deprecated name of `pwm_hit_rates` (a ddiff motif is a fixed run of tokens)."""
+    warn_renamed("motif_rates", "pwm_hit_rates")
+    return pwm_hit_rates(seqs, *args, **kwargs)
 
 
 def copied_kmer_rate(

@@ -252,8 +252,8 @@ class DnaTask(Task[DnaRecipeConfig]):
             **{f"js_k{k}": dna_metrics.kmer_js_divergence(seqs, heldout, k) for k in KMER_SIZES},
             "gc_mean": gc.mean,
             "gc_std": gc.std,
-            "motif_rates": dna_metrics.motif_rates(seqs),
-            "shine_dalgarno_last20": dna_metrics.motif_rates(seqs, region=slice(-20, None))[
+            "pwm_hit_rates": dna_metrics.pwm_hit_rates(seqs),
+            "shine_dalgarno_last20": dna_metrics.pwm_hit_rates(seqs, region=slice(-20, None))[
                 "shine_dalgarno"
             ],
             "copied_20mer_rate": dna_metrics.copied_kmer_rate(seqs, reference, COPY_K),
@@ -291,7 +291,7 @@ class DnaTask(Task[DnaRecipeConfig]):
         keys = [(f"js_k{k}", f"{k}-mer JS divergence to held-out (bits)") for k in KMER_SIZES]
         keys += [("gc_mean", "GC mean"), ("gc_std", "GC std")]
         keys += [
-            (f"motif_rates/{pwm}", f"{pwm} rate (PWM, >= 0.8)")
+            (f"pwm_hit_rates/{pwm}", f"{pwm} rate (PWM, >= 0.8)")
             for pwm in ("sigma70_-35", "sigma70_-10", "shine_dalgarno")
         ]
         keys += [

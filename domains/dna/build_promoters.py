@@ -26,7 +26,7 @@ from Bio import SeqIO
 from Bio.Seq import reverse_complement
 
 from ddiff.domains.dna import coordinate_regions, write_fasta
-from ddiff.eval.dna_metrics import PROMOTER_CONSENSUS, gc_content, motif_rates
+from ddiff.eval.dna_metrics import PROMOTER_CONSENSUS, gc_content, pwm_hit_rates
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_GENOME = REPO / ".." / "shared" / "data" / "dna" / "ecoli536_NC_008253.fna.gz"
@@ -248,7 +248,7 @@ def motif_report(genome: str, promoters: list[str], length: int, n_random: int, 
         "PWM >= 0.8, last 20 bp": (0.8, slice(-20, None)),
     }
     rates = {
-        (scan, set_name): motif_rates(seqs, threshold=t, region=r)
+        (scan, set_name): pwm_hit_rates(seqs, threshold=t, region=r)
         for scan, (t, r) in scans.items()
         for set_name, seqs in sets.items()
     }

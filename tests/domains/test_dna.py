@@ -30,7 +30,7 @@ from ddiff.eval.dna_metrics import (
     gc_content,
     kmer_counts,
     kmer_js_divergence,
-    motif_rates,
+    pwm_hit_rates,
 )
 
 # Two records copied from Biopython's `Doc/examples/ls_orchid.fasta` (BSD-3; NCBI records
@@ -442,12 +442,12 @@ def test_copied_kmer_rate(promoters: dict[str, torch.Tensor]) -> None:
     assert copied_kmer_rate(["ACGT"], train) == 0.0  # shorter than k
 
 
-def test_motif_rates_count_hits_on_the_forward_strand() -> None:
-    rates = motif_rates(["CCTATAATCC", "CCATTATACC", "CCCCCCCCCC"], threshold=1.0)
+def test_pwm_hit_rates_count_hits_on_the_forward_strand() -> None:
+    rates = pwm_hit_rates(["CCTATAATCC", "CCATTATACC", "CCCCCCCCCC"], threshold=1.0)
     assert rates["sigma70_-10"] == pytest.approx(1 / 3)  # the reverse complement is not scanned
-    assert motif_rates(["TATAAT"], region=slice(1, None))["sigma70_-10"] == 0.0
+    assert pwm_hit_rates(["TATAAT"], region=slice(1, None))["sigma70_-10"] == 0.0
     with pytest.raises(ValueError, match="threshold"):
-        motif_rates(["ACGT"], threshold=1.2)
+        pwm_hit_rates(["ACGT"], threshold=1.2)
 
 
 @pytest.mark.parametrize("split", ["train", "heldout"])
@@ -459,13 +459,13 @@ def test_shine_dalgarno_is_enriched_before_the_start_codon(
     # boxes are NOT enriched over a composition-matched shuffle, so they are not asserted.
     x = promoters[split]
     last20 = slice(-20, None)
-    real = motif_rates(x, region=last20)["shine_dalgarno"]
+    real = pwm_hit_rates(x, region=last20)["shine_dalgarno"]
     for seed in range(3):
-        shuffled = motif_rates(shuffle_rows(x, seed), region=last20)["shine_dalgarno"]
+        shuffled = pwm_hit_rates(shuffle_rows(x, seed), region=last20)["shine_dalgarno"]
         assert real > 0.25 and real > 3 * shuffled
     if split == "train":  # over whole windows too, with enough windows to see it
-        whole = motif_rates(x)["shine_dalgarno"]
-        assert whole > 0.48 and whole > motif_rates(shuffle_rows(x, 0))["shine_dalgarno"] + 0.02
+        whole = pwm_hit_rates(x)["shine_dalgarno"]
+        assert whole > 0.48 and whole > pwm_hit_rates(shuffle_rows(x, 0))["shine_dalgarno"] + 0.02
 
 
 def test_non_fasta_text_names_the_file(tmp_path) -> None:
@@ -474,3 +474,19 @@ def test_non_fasta_text_names_the_file(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"notes\.txt") as info:
         read_fasta(path)
     assert "\n" not in str(info.value)
+
+
+def test_old_pwm_names_warn_and_agree() -> None:
+    """`motif_rates` / `promoter_motifs` (a ddiff motif is a fixed run of tokens) still work."""
+    from ddiff.eval import dna_metrics
+
+    seqs = ["GGTATAATGG", "CCCCCCCCCC"]
+    with pytest.warns(DeprecationWarning, match="use pwm_hit_rates"):
+        old = dna_metrics.motif_rates(seqs, threshold=1.0)
+    assert old == pwm_hit_rates(seqs, threshold=1.0)
+    with pytest.warns(DeprecationWarning, match="use pwm_hit_rates"):
+        dna_metrics.motif_rates(seqs)
+    with pytest.warns(DeprecationWarning, match="use promoter_pwms"):
+        assert set(dna_metrics.promoter_motifs()) == set(dna_metrics.promoter_pwms())
+    with pytest.warns(DeprecationWarning, match="pwms="):
+        assert pwm_hit_rates(seqs, motifs=dna_metrics.promoter_pwms()) == pwm_hit_rates(seqs)
