@@ -7,36 +7,21 @@ $ python -m ddiff.recipes.dna infill --checkpoint runs/dna --motif TTGACA@86 --m
 $ python -m ddiff.recipes.dna evaluate --checkpoint runs/dna --data other.fasta
 ```
 
-**Data.** By default the shipped 150 bp windows upstream of predicted *E. coli* 536 gene starts
-(`ddiff.domains.dna.load_promoters`; training and held-out sets split by genome coordinate).
-`--data FILE.fasta` (or `.fasta.gz`) trains on the user's sequences instead: windows of
-`data.length` bases are cut from every record, `data.stride` apart, and held out by
+**Data.** The shipped 150 bp windows upstream of predicted *E. coli* 536 gene starts
+(`ddiff.domains.dna.load_promoters`, split by genome coordinate), or `--data FILE.fasta[.gz]`:
+windows of `data.length` bases cut from every record and held out by records (at least 10
+usable records) or by coordinates, one window away (`ddiff.domains.dna.split_windows`);
+letters other than `ACGT` follow `data.ambiguous` (`error`, `split` or `skip`).
 
-- **records** (the default when the file has at least 10 usable records): a seeded random
-  `data.heldout_fraction` of the records is held out, all their windows;
-- **coordinates** (fewer records, e.g. one genome): the last `data.heldout_fraction` of each
-  record's coordinates is held out, with a gap of one window length to the training windows
-  (`ddiff.domains.dna.split_by_coordinate`), so no held-out base is in a training window.
+**Infill.** `--motif SEQ@POS` fixes `SEQ` at 0-based position `POS` (negative: from the end);
+`--motif-file FILE@POS` the consensus of a JASPAR or `.pfm` matrix. The default fixes the
+sigma-70 -35 box `TTGACA` at 86 and the -10 box `TATAAT` at 109: the optimal 17 bp spacer,
+and 35 bp from the -10 box to the start codon after the window.
 
-Records shorter than one window are skipped; letters other than `ACGT` follow
-`data.ambiguous` (`error`, the default, names the file, record and position; `split` cuts
-records at runs of `N` and other IUPAC codes; `skip` drops such records).
-
-**Infill.** `--motif SEQ@POS` fixes `SEQ` at 0-based position `POS` of the window (negative
-positions count from the end); `--motif-file FILE@POS` takes the consensus of a position
-weight matrix file (JASPAR `.jaspar`, or a `.pfm` count matrix). Several motifs may be given;
-they must lie inside the window and not overlap with different letters. The default demo fixes
-the sigma-70 **-35 box** `TTGACA` at position 86 and the **-10 box** `TATAAT` at 109: a 17 bp
-spacer between them (the optimal spacing) and 35 bp from the end of the -10 box to the start
-codon that follows the window, which puts the transcription start ~7 bp after the -10 box and
-leaves a ~28 nt 5' UTR with room for the Shine-Dalgarno site. Position 86 is where training
-windows with a near-consensus -35/-10 pair are most often found (`docs/recipes/dna.md`).
-
-**Evaluation.** The held-out likelihood bound in bits per base (standard error over
-sequences), next to the exact negative log-likelihood of an order-3 Markov chain fitted on the
-training windows; k-mer Jensen-Shannon divergence (k = 3..6), GC content, promoter-motif rates
-and the copied 20-mer rate, for the samples and for three baselines of the same size: real
-training windows, the Markov chain's samples, and shuffled held-out windows.
+**Evaluation.** The bound in bits per base next to an order-3 Markov chain's exact NLL; k-mer
+JS divergence (k = 3..6), GC content, promoter PWM hit rates and the copied 20-mer rate, for
+the samples, real training windows, the chain's samples and shuffled held-out windows.
+`docs/recipes/dna.md` has the details and a measured run.
 """
 
 from __future__ import annotations
