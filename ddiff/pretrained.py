@@ -13,13 +13,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
-from ddiff.config import RunConfig
+from ddiff.config import GraphConfig, RunConfig, SamplerConfig, ScheduleConfig
 from ddiff.eval import LikelihoodEstimate, bits_per_token
 from ddiff.graphs import Graph
 from ddiff.io import atomic_path
@@ -31,6 +32,7 @@ from ddiff.training._signature import check_same_graph, graph_signature
 __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
+    "ModelConfig",
     "Pretrained",
     "bits_per_token_from_path",
     "load_pretrained",
@@ -42,6 +44,39 @@ CONFIG_NAME = "config.json"
 _FORMAT = "ddiff-pretrained-1"
 
 
+class _NetSection(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+
+class ModelConfig(Protocol):
+    """What the configuration of a `Pretrained` model provides, whoever wrote the model.
+
+    ddiff's own models carry their `RunConfig`; a loader of another code's checkpoints carries
+    its record of what it read, with the same sections (`ddiff.interop.SeddConfig`).
+    """
+
+    @property
+    def graph(self) -> GraphConfig:
+        """Builds the graph."""
+        ...
+
+    @property
+    def schedule(self) -> ScheduleConfig:
+        """Builds the noise schedule."""
+        ...
+
+    @property
+    def net(self) -> _NetSection:
+        """The network's section; `net.kind` names the backbone."""
+        ...
+
+    @property
+    def sampling(self) -> SamplerConfig:
+        """Builds the default sampler (`Pretrained.sampler`)."""
+        ...
+
+
 @dataclass(frozen=True, eq=False)
 class Pretrained:
     """A trained score network with the graph, schedule and configuration it was trained with.
@@ -50,7 +85,9 @@ class Pretrained:
         net: the network in eval mode, `(x_t [B, L], sigma [B]) -> log-scores [B, L, S]`.
         graph: the forward process.
         schedule: the noise schedule.
-        config: the resolved run configuration.
+        config: the resolved run configuration (`RunConfig`) for a model trained by ddiff; for
+            a checkpoint of another code, the loader's record with the same sections (a
+            `ModelConfig`, e.g. `ddiff.interop.SeddConfig` from `ddiff.interop.load_sedd`).
 
     Example:
         `load_pretrained` returns one, built from the directory `save_pretrained` wrote:
@@ -76,7 +113,7 @@ class Pretrained:
     net: nn.Module
     graph: Graph
     schedule: NoiseSchedule
-    config: RunConfig
+    config: RunConfig | ModelConfig
 
     def sampler(self) -> Sampler:
         """The sampler of the configuration's `sampling` section (steps: `config.sampling.steps`)."""
@@ -161,9 +198,16 @@ def load_pretrained(
     config = RunConfig.from_json(config_file)
     graph, schedule = config.graph.build(), config.schedule.build()
     net = config.net.build(graph)
-    with safe_open(str(weights), framework="pt") as f:
-        metadata = f.metadata() or {}
-        shapes = {key: list(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            metadata = f.metadata() or {}
+            shapes = {key: list(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        size = weights.stat().st_size
+        raise ValueError(
+            f"{weights}: not a readable safetensors file ({size:,} bytes; {err}): truncated by an "
+            "interrupted copy or save? Copy it again, or export the run again from its checkpoint"
+        ) from err
     if metadata.get("format") != _FORMAT or "graph" not in metadata:
         raise ValueError(f"{weights} was not written by ddiff's save_pretrained")
     check_same_graph(json.loads(metadata["graph"]), graph, str(weights))

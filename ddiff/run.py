@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from ddiff.config import RunConfig, TrainConfig
 from ddiff.pretrained import CONFIG_NAME, save_pretrained
 from ddiff.training import AtomicCheckpointIO, DiffusionModule
 
-__all__ = ["build_module", "build_trainer", "main", "train"]
+__all__ = ["build_module", "build_trainer", "main", "resume_checkpoint", "train"]
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -159,17 +160,69 @@ def train(
     trainer = build_trainer(
         config.train, run_dir, callbacks=[*callbacks, save_config], **trainer_overrides
     )
-    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    ckpt_path = str(last) if resume and last.is_file() else None
+    ckpt_path = str(resume_checkpoint(run_dir)) if resume else None
     if resume and ckpt_path is None:
-        rank_zero_info(f"no checkpoint at {last}: starting a new run")
+        rank_zero_info(f"no checkpoint in {run_dir / CHECKPOINT_DIR}: starting a new run")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     saved = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
     if not any(c.last_model_path and _saved_at(c) == trainer.global_step for c in saved):
-        trainer.save_checkpoint(last)  # every rank calls it; rank 0 writes
+        # every rank calls it; rank 0 writes
+        trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT)
     if trainer.is_global_zero:
         save_pretrained(module, run_dir / PRETRAINED_DIR, config)
     return module
+
+
+def resume_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint to resume `run_dir` from: `last.ckpt`, or, when it is damaged (a truncated
+    write, a full disk), the newest intact `step=N.ckpt` beside it, with a warning that names
+    both; None when the run has no checkpoint.
+
+    Raises:
+        ValueError: naming every checkpoint, when none of them can be read.
+    """
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    last = directory / LAST_CHECKPOINT
+    steps = sorted(directory.glob("step=*.ckpt"), key=lambda p: _step_of(p) or -1, reverse=True)
+    candidates = ([last] if last.is_file() else []) + steps
+    damaged: list[str] = []
+    for path in candidates:
+        problem = _unreadable(path)
+        if problem is None:
+            if damaged:
+                warnings.warn(
+                    f"{'; '.join(damaged)}: resuming from {path.name}, the newest intact "
+                    "checkpoint (the steps after it are trained again)",
+                    stacklevel=2,
+                )
+            return path
+        damaged.append(f"{path} is damaged ({problem})")
+    if damaged:
+        raise ValueError(
+            f"cannot resume {run_dir}: {'; '.join(damaged)}; no intact checkpoint is left: "
+            "train again into another directory"
+        )
+    return None
+
+
+def _step_of(path: Path) -> int | None:
+    try:
+        return int(path.stem.split("=", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why a checkpoint cannot be loaded, or None when it can. Read as training reads it
+    (`AtomicCheckpointIO`: `weights_only=True`), so a crafted file runs no code here either."""
+    try:
+        checkpoint = AtomicCheckpointIO().load_checkpoint(path)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError ...
+        first = " ".join(str(err).split()).split(". ")[0]
+        return f"{type(err).__name__}: {first[:120]}" if first else type(err).__name__
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        return "not a Lightning checkpoint"
+    return None
 
 
 class _SaveConfig(Callback):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,6 +200,16 @@ def read_records(
     except UnicodeDecodeError as err:
         raise ValueError(
             f"{path}: the (decompressed) file is not UTF-8 text ({err.reason}); is it a {fmt} file?"
+        ) from err
+    except gzip.BadGzipFile as err:
+        raise ValueError(
+            f"{path}: the name ends in .gz but the file is not gzip-compressed ({err}); "
+            "decompress it properly or remove the .gz from its name"
+        ) from err
+    except (EOFError, zlib.error) as err:
+        raise ValueError(
+            f"{path}: the gzip stream is damaged or ends early ({err}): an interrupted download "
+            "or copy? Fetch the file again"
         ) from err
     except ValueError as err:
         if str(err).startswith(str(path)):
