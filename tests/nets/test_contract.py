@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from ddiff import AbsorbingGraph
+from ddiff.interop import SeddScoreNet
 from ddiff.nets import (
     Parameterization,
     ScaledAbsorbingParameterization,
@@ -32,6 +33,17 @@ EXAMPLES: dict[type[ScoreNet], dict[str, Callable[[], ScoreNet]]] = {
         "transformer-logscore": lambda: TransformerScoreNet.from_preset("tiny", S),
         "transformer-scaled-absorbing": lambda: TransformerScoreNet.from_preset(
             "tiny", S, parameterization=ScaledAbsorbingParameterization(GRAPH)
+        ),
+    },
+    SeddScoreNet: {
+        "sedd-logscore": lambda: SeddScoreNet(S, dim=32, depth=1, heads=4, cond_dim=16),
+        "sedd-scaled-absorbing": lambda: SeddScoreNet(
+            S,
+            dim=32,
+            depth=1,
+            heads=4,
+            cond_dim=16,
+            parameterization=ScaledAbsorbingParameterization(GRAPH),
         ),
     },
 }
