@@ -87,8 +87,10 @@ class Run:
         """The trained model (`--checkpoint`, else OUT), refused unless it is this domain's.
 
         Returns:
-            A `ddiff.pretrained.Pretrained`.
+            A `ddiff.pretrained.Pretrained` (from `ddiff.interop.load_sedd` for a checkpoint
+            of the SEDD reference code).
         """
+        from ddiff.interop import is_sedd_checkpoint, load_sedd
         from ddiff.pretrained import load_pretrained
 
         option = "--checkpoint" if self.checkpoint is not None else "--out"
@@ -101,7 +103,10 @@ class Run:
                 f"{name!r}; use python -m ddiff.recipes.{other} for it"
             )
         try:
-            pre = load_pretrained(info.pretrained)
+            if is_sedd_checkpoint(info.pretrained):
+                pre = load_sedd(info.pretrained)
+            else:
+                pre = load_pretrained(info.pretrained)
         except (ValueError, FileNotFoundError) as err:
             raise RecipeError(f"{option} {info.pretrained}: {one_line(str(err))}") from err
         if pre.graph.num_tokens != self.task.num_tokens:
