@@ -625,9 +625,9 @@ def read_pwm_consensus(path: str | Path) -> str:
     try:
         with open(path, encoding="utf-8") as handle:
             found = list(motifs.parse(handle, fmt))
-    except (ValueError, KeyError, IndexError, UnicodeDecodeError) as err:
+    except Exception as err:  # Bio.motifs raises bare Exception (e.g. rows of unequal length)
         raise ValueError(
-            f"{path} is not a {fmt.upper()} motif file ({' '.join(str(err).split())})"
+            f"{path} is not a {fmt.upper()} matrix file ({' '.join(str(err).split())})"
         ) from err
     if not found:
         raise ValueError(f"{path} holds no motif")

@@ -24,6 +24,7 @@ from ddiff.recipes import pipeline
 from ddiff.recipes.config import RecipeConfig, RecipeError
 from ddiff.recipes.rundir import RunDir, locate_checkpoint, read_json
 from ddiff.recipes.task import Task
+from ddiff.run import resume_checkpoint
 
 COMMANDS = ("all", *pipeline.STAGES)
 
@@ -112,6 +113,11 @@ class Recipe:
         )
         p.add_argument("--threads", type=int, help="torch threads (default 1; see the docs)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="let sample and infill replace the samples already in --out",
+        )
         p.add_argument(
             "--set",
             action="append",
@@ -204,15 +210,58 @@ class Recipe:
             if os.environ.get("DDIFF_DEBUG"):
                 raise
             return _fail(str(err))
+        except OSError as err:  # an output that cannot be written (full disk, read-only ...)
+            if os.environ.get("DDIFF_DEBUG"):
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            return _fail(f"{where}{err.strerror or err} (nothing after this point was written)")
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
         return 0
 
+    def _refuse_options_that_cannot_apply(self, args: argparse.Namespace) -> None:
+        """Options that the command would ignore are errors that say why."""
+        command, given = (
+            args.command,
+            lambda name: getattr(args, name, None) not in (None, False, []),
+        )
+        if command in ("sample", "infill", "evaluate"):
+            for name, option in (
+                ("graph", "--graph"),
+                ("max_steps", "--max-steps"),
+                ("time_limit", "--time-limit"),
+                ("resume", "--resume"),
+            ):
+                if given(name):
+                    raise RecipeError(
+                        f"{option} applies to training; {command} uses the trained model as it "
+                        f"is (its graph and training were fixed when it was trained)"
+                    )
+        if command in ("sample", "infill") and given("data"):
+            raise RecipeError(
+                f"--data is for train and evaluate; {command} draws from the model, not from data"
+            )
+        if command in ("train", "sample", "evaluate"):
+            infill_only = {"motifs": self.task.motif_option[0], **self.task.infill_options}
+            for name, option in infill_only.items():
+                if given(name):
+                    raise RecipeError(
+                        f"{option} applies to infill (and to all); {command} fixes no tokens"
+                    )
+        if given("overwrite") and command not in ("sample", "infill"):
+            raise RecipeError("--overwrite is for sample and infill (training never overwrites)")
+
     def _run(self, args: argparse.Namespace) -> None:
         task, command = self.task, args.command
+        self._refuse_options_that_cannot_apply(args)
         out = RunDir(args.out, task.sample_suffix)
         out.check_usable()
+        if command == "train" and args.resume and resume_checkpoint(out.root) is None:
+            raise RecipeError(
+                f"--resume: {out.root} holds no checkpoint to resume ({RunDir.checkpoint_name}/"
+                "last.ckpt); train without --resume to start a run there"
+            )
         checkpoint = None
         if args.checkpoint is not None:
             if command in ("all", "train"):
@@ -240,15 +289,17 @@ class Recipe:
             run.model()
             if command == "evaluate" and args.data is not None:
                 run.data()
+        for stage in ("sample", "infill"):
+            if command in (stage, "all"):
+                out.check_no_samples(stage, bool(args.overwrite))
+        out.check_writable()
         torch.set_num_threads(config.runtime.threads)
         torch.manual_seed(config.train.seed)
         for stage in pipeline.STAGES if command == "all" else (command,):
             if config.runtime.progress:
                 print(f"== {task.name} recipe: {stage} -> {out.root}", flush=True)
             pipeline.stage(stage)(run)
-        if config.runtime.progress:
-            total = time.perf_counter() - run.started
-            print(f"== done in {total:.0f} s: {out.root}", flush=True)
+        print(f"== done in {time.perf_counter() - run.started:.0f} s: {out.root}", flush=True)
 
     def _recorded(self, recipe: Any, run_dir: Path | None) -> dict[str, Any] | None:
         """A run's `recipe.json`, if it is one of this recipe's (else a clear error)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -173,6 +173,13 @@ class RecipeConfig(Section):
             raise RecipeError(f"--config {path}: not valid YAML ({one_line(str(err))})") from err
         if not isinstance(data, dict):
             raise RecipeError(f"--config {path}: a recipe file must be a mapping of sections")
+        other = data.get("recipe")
+        if isinstance(other, str) and other != cls.name:
+            raise RecipeError(
+                f"--config {path} is a configuration of the {other!r} recipe (recipe: {other}); "
+                f"run it with python -m ddiff.recipes.{other}, or start from recipes/"
+                f"{cls.name}.yaml for the {cls.name} recipe"
+            )
         return cls.validated(data, f"--config {path}", base_dir=path.parent, source=str(path))
 
     @classmethod
@@ -188,7 +195,7 @@ class RecipeConfig(Section):
         try:
             return cls.model_validate(data, context={"base_dir": base_dir, "source": source})
         except ValidationError as err:
-            raise RecipeError(f"{where}: {_validation_summary(err)}") from err
+            raise RecipeError(f"{where}: {_validation_summary(err, cls)}") from err
 
     def with_overrides(self: _C, overrides: dict[str, Any], where: str = "option") -> _C:
         """A copy with dotted keys set (`{"train.max_steps": 10}`), validated."""
@@ -229,9 +236,25 @@ def cpu_training(max_steps: int, every: int, **options: Any) -> TrainConfig:
     )
 
 
-def _validation_summary(err: ValidationError) -> str:
+def _validation_summary(err: ValidationError, model: type[BaseModel]) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        parts.append(f"{loc}: {e['msg']}")
+        message = e["msg"]
+        if e["type"] == "union_tag_not_found":  # pydantic's "Unable to extract tag ..."
+            kinds = ", ".join(_kinds(model, e["loc"])) or "see the docs"
+            message = f"the section needs a kind, one of: {kinds}"
+        parts.append(f"{loc}: {message}")
     return "; ".join(parts)
+
+
+def _kinds(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The `kind` names a discriminated section at `loc` accepts."""
+    annotation: Any = model
+    for part in loc:
+        fields = getattr(annotation, "model_fields", None)
+        if not isinstance(part, str) or fields is None or part not in fields:
+            return []
+        annotation = fields[part].annotation
+    members = get_args(annotation)
+    return [str(m.model_fields["kind"].default) for m in members if hasattr(m, "model_fields")]

@@ -149,6 +149,7 @@ class DnaTask(Task[DnaRecipeConfig]):
     uniform_bits = 2.0
     baseline = MarkovBaseline("order-3 Markov", "markov3", order=3)
     token_unit = "base"
+    infill_options: ClassVar[dict[str, str]] = {"motif_files": "--motif-file"}
     graph_choices: ClassVar[dict[str, dict[str, Any]]] = {
         "absorbing": {"kind": "absorbing", "num_tokens": 4},
         "uniform": {"kind": "uniform", "num_tokens": 4},
@@ -286,11 +287,19 @@ class DnaTask(Task[DnaRecipeConfig]):
         return report.metric_rows(metrics["sets"], keys)
 
     def sets_intro(self, metrics: dict[str, Any]) -> str:
+        shipped = metrics["data"].get("source") != "file"
+        caveat = (
+            " Neighbouring genes share sequence, so real windows have a non-zero copied rate. "
+            "The PWM and Shine-Dalgarno rows look for promoter elements in windows that end at "
+            "a start codon, as the shipped windows do."
+            if shipped
+            else " The data is your file, not the shipped promoters: the PWM rows look for "
+            "E. coli promoter elements and the Shine-Dalgarno row for a ribosome site before a "
+            "start codon at the window's end; they mean something only for such windows."
+        )
         return (
             "The held-out reference is the set all others are compared with (its JS is 0 by "
-            "definition). " + super().sets_intro(metrics) + " Neighbouring genes share "
-            "sequence, so real windows have a non-zero copied rate. The PWM rates and the "
-            "Shine-Dalgarno row assume promoter windows that end at a start codon."
+            "definition). " + super().sets_intro(metrics) + caveat
         )
 
     def infill_lines(self, ev: Evaluation, metrics: dict[str, Any]) -> list[str]:
@@ -367,7 +376,7 @@ class DnaTask(Task[DnaRecipeConfig]):
             lo = heldout.shape[1] - min(30, heldout.shape[1])
             fig, (top, bottom) = report.new_figure(9.0, 5.0, nrows=2)
             for axis, seqs, title in (
-                (top, heldout, "held-out: the last 30 bases before the start codon"),
+                (top, heldout, "held-out: the last 30 bases of the windows"),
                 (bottom, samples, "diffusion samples: the same positions"),
             ):
                 freqs = report.position_frequencies(seqs[:, lo:].numpy(), 4)

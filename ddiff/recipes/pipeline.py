@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ddiff.conditioning import Clamp, Condition
+from ddiff.conditioning import Clamp, Condition, Motif
 from ddiff.eval import bits_per_token
 from ddiff.eval.baselines import MarkovChain
 from ddiff.eval.statistics import paired_difference, subsample
@@ -81,7 +81,7 @@ class Run:
                 self.task.sample_length(self.config), self.task.num_tokens
             )
         except ValueError as err:
-            raise RecipeError(one_line(str(err))) from err
+            raise RecipeError(f"{one_line(str(err))} (motif positions are 0-based)") from err
 
     def model(self) -> Any:
         """The trained model (`--checkpoint`, else OUT), refused unless it is this domain's.
@@ -139,6 +139,7 @@ def train(run: Run) -> None:
 
     task, config, out = run.task, run.config, run.out
     out.check_fresh_for_training(run.resume)
+    earlier: dict[str, Any] = {}  # the finished sessions of a resumed run
     if run.resume and out.recipe.is_file():
         previous = read_json(out.recipe)
         if isinstance(previous, dict) and previous.get("recipe") != task.name:
@@ -146,13 +147,15 @@ def train(run: Run) -> None:
                 f"--resume: {out.root} holds a run of the {previous.get('recipe')!r} recipe, "
                 f"not {task.name!r}"
             )
+        if isinstance(previous, dict) and isinstance(previous.get("training"), dict):
+            earlier = previous["training"]
     data = run.data()
     run.check_trainable()
     record: dict[str, Any] = {
         "recipe": task.name,
         "config": config.model_dump(mode="json"),
         "data": data.provenance,
-        "training": None,
+        "training": earlier or None,
     }
     out.root.mkdir(parents=True, exist_ok=True)
     write_json(out.recipe, record)
@@ -176,16 +179,18 @@ def train(run: Run) -> None:
         )
     except ValueError as err:  # e.g. resuming a checkpoint of another graph
         raise RecipeError(f"training in {out.root}: {one_line(str(err))}") from err
-    steps = int(module.global_step)
+    steps, seconds = int(module.global_step), time.perf_counter() - start
     record["training"] = {
         "steps": steps,
         "max_steps": config.train.max_steps,
         "stopped_by_time_limit": steps < config.train.max_steps,
-        "seconds": time.perf_counter() - start,
+        # Every finished session's seconds (a session killed before it finished records none).
+        "seconds": float(earlier.get("seconds") or 0.0) + seconds,
+        "sessions": (int(earlier.get("sessions") or 1) + 1) if earlier else 1,
         "num_parameters": sum(p.numel() for p in module.net.parameters()),
     }
     write_json(out.recipe, record)
-    run.timings["train"] = record["training"]["seconds"]
+    run.timings["train"] = seconds
 
 
 def datamodule(task: Task[Any], config: RecipeConfig, data: DataSplit) -> Any:
@@ -282,7 +287,12 @@ def _generate(run: Run, stage: str, condition: Clamp | None, seed: int) -> dict[
     if condition is not None:
         kept = kept_motifs(tokens, condition)
         record["motifs"] = [
-            {"text": task.decode(m.tokens), "position": m.position, "source": m.name}
+            {
+                "text": task.decode(m.tokens),
+                "position": m.position,
+                "source": m.name,
+                "tokens": list(m.tokens),
+            }
             for m in task.motifs(config)
         ]
         record["num_exact"] = int(kept.sum())
@@ -341,7 +351,7 @@ def evaluate(run: Run) -> None:
         metrics=set_metrics,
         motifs=[
             (m, (m.position % length, m.position % length + len(m.tokens)))
-            for m in task.motifs(config)
+            for m in _infill_motifs(run)
         ],
         baseline_bits=likelihood[f"{spec.key}_nll"]["bits_per_token"],
         bound=bound,
@@ -493,11 +503,22 @@ def _evaluation_data(run: Run) -> tuple[Sequences, Sequences, dict[str, Any], bo
     return train_seqs, pool, record, True, trained_on or data.provenance
 
 
+def _infill_motifs(run: Run) -> list[Motif]:
+    """The motifs the infilled samples in OUT were drawn with (infill.json), which need not be
+    the configuration's (`infill --motif` on a trained run); the configuration's without one."""
+    record = run.out.read_record("infill")
+    recorded = record.get("motifs") if isinstance(record, dict) else None
+    if not recorded or not all("tokens" in m for m in recorded):
+        return run.task.motifs(run.config)
+    return [Motif(tuple(m["tokens"]), int(m["position"]), name=m.get("source")) for m in recorded]
+
+
 def _infill_metrics(run: Run, ev: Evaluation) -> dict[str, Any] | None:
     """The infill check (every motif kept) and the task's metrics of the infilled samples."""
     if ev.infill is None:
         return None
-    kept = kept_motifs(ev.infill, run.condition())
+    motifs = Condition(tuple(m for m, _ in ev.motifs))
+    kept = kept_motifs(ev.infill, motifs.resolve(ev.infill.shape[1], run.task.num_tokens))
     if not bool(kept.all()):  # a library bug, not a user error
         raise RuntimeError(
             f"{run.out.tokens('infill')}: {int((~kept).sum())} infilled samples lost their motifs"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -338,6 +339,14 @@ def _fasta_split(cfg: ProteinDataConfig, option: str = "--data") -> DataSplit:
     """The proteins of a user's FASTA file with an allowed length, split by record."""
     reader = partial(protein.read_fasta, ambiguous=cfg.ambiguous)
     records, provenance = read_user_file(option, cfg.path, reader)
+    used = torch.unique(torch.cat([r.tokens for r in records]))
+    if set(protein.decode(used)) <= set("ACGTN"):
+        warnings.warn(
+            f"{option} {cfg.path}: every record uses only the letters A, C, G, T, N: nucleotide "
+            "sequences? The protein recipe reads them as the residues Ala, Cys, Gly, Thr, Asn "
+            "(use python -m ddiff.recipes.dna for DNA)",
+            stacklevel=2,
+        )
     kept = [r.tokens for r in records if cfg.min_length <= r.tokens.numel() <= cfg.max_length]
     if len(kept) < 2:
         raise RecipeError(

@@ -144,7 +144,11 @@ def plot_training_curves(
         ax.set_ylim(low - 0.3 * pad, high + 0.3 * pad)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("Training: loss and held-out likelihood bound")
+    ax.set_title(
+        "Training: loss and held-out likelihood bound"
+        if val
+        else "Training loss (no held-out bound: training ended before the first validation)"
+    )
     save_figure(fig, path)
     return True
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,9 +103,45 @@ class RunDir:
     # -- checks --
 
     def check_usable(self, option: str = "--out") -> None:
-        """The directory must be a directory or not exist yet."""
+        """The directory must be a directory or not exist yet, below directories only."""
         if self.root.exists() and not self.root.is_dir():
             raise RecipeError(f"{option} {self.root}: exists and is not a directory")
+        for parent in self.root.parents:
+            if parent.exists() and not parent.is_dir():
+                raise RecipeError(
+                    f"{option} {self.root}: {parent} is a file, so no directory can be made "
+                    "below it; choose another --out"
+                )
+
+    def check_writable(self, option: str = "--out") -> None:
+        """Create the directory if needed and write (and remove) a probe file in it, so that an
+        unwritable output fails before any work, with the reason."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as err:
+            raise RecipeError(
+                f"{option} {self.root}: cannot write there ({err.strerror or err}); choose "
+                "another --out"
+            ) from err
+
+    def check_no_samples(self, stage: str, overwrite: bool) -> None:
+        """Refuse to replace the samples of `stage` unless `overwrite`; with it, warn that the
+        report and metrics describe the previous samples."""
+        existing = [p for p in (self.samples(stage), self.tokens(stage)) if p.exists()]
+        if existing and not overwrite:
+            raise RecipeError(
+                f"--out {self.root} already holds {stage} samples ({existing[0].name}); pass "
+                "--overwrite to replace them, or choose another --out (nothing was changed)"
+            )
+        stale = [p.name for p in (self.metrics, self.report) if p.exists()]
+        if existing and stale:
+            warnings.warn(
+                f"{' and '.join(stale)} in {self.root} describe the previous samples until "
+                "evaluate runs again",
+                stacklevel=2,
+            )
 
     def check_fresh_for_training(self, resume: bool) -> None:
         """Refuse to train into a directory that already holds a run, unless resuming."""

@@ -125,6 +125,8 @@ class Task(abc.ABC, Generic[C]):
     data_help: ClassVar[str] = "train on this file instead of the shipped data"
     motif_option: ClassVar[tuple[str, str, str]] = ("--motif", "SEQ@POS", "infill.motifs")
     """The option that fixes a motif, its metavar and the config key it sets."""
+    infill_options: ClassVar[dict[str, str]] = {}
+    """The task's own options that only apply to infill: `dest` -> option (`--motif-file`)."""
 
     # -- options --------------------------------------------------------------------------------
 
@@ -269,9 +271,14 @@ def in_option_terms(err: Exception) -> str:
     return re.sub(r"\b(\w+)='(\w+)'", r"--set data.\1=\2", message)
 
 
+def one_based(message: str) -> str:
+    """Say that a reader's `position N` counts from 1 (motif positions count from 0)."""
+    return re.sub(r"\bposition (\d+)\b(?! \()", r"position \1 (1-based)", message)
+
+
 def reader_error(option: str, path: Path, err: ValueError) -> RecipeError:
     """A sequence reader's error as one line that names the option and the file."""
-    message = in_option_terms(err)
+    message = one_based(in_option_terms(err))
     if str(path) not in message:
         # Biopython's own parse errors do not name the file; keep their first sentence.
         message = f"{path}: not a readable FASTA file ({message.split('. ')[0]})"
@@ -298,7 +305,7 @@ def encoded_motif(encode: Any, text: str, position: int, source: str) -> Motif:
     try:
         tokens = encode(text)
     except ValueError as err:
-        raise RecipeError(f"{source}: {err}") from err
+        raise RecipeError(f"{source}: in the motif, {one_based(str(err))}") from err
     if tokens.numel() == 0:
         raise RecipeError(f"{source}: empty motif")
     return Motif(tuple(tokens.tolist()), position, name=source)

@@ -130,6 +130,7 @@ class TextTask(Task[TextRecipeConfig]):
     }
     data_help = 'UTF-8 text file (.txt: one document; .jsonl: one {"text": ...} per line)'
     motif_option = ("--span", "TEXT@POS", "infill.spans")
+    infill_options: ClassVar[dict[str, str]] = {"prompt": "--prompt"}
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--prompt", help="text fixed at the start of every infilled sample")

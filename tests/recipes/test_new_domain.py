@@ -59,7 +59,10 @@ def test_the_toy_domain_rejects_a_bad_motif(
     code = recipe.run(["--motif", "HXH@3", "--out", str(tmp_path / "o")])  # type: ignore[attr-defined]
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err == "error: --motif HXH@3: letter 'X' at position 2 is not H or T"
+    assert (
+        err
+        == "error: --motif HXH@3: in the motif, letter 'X' at position 2 (1-based) is not H or T"
+    )
     assert not (tmp_path / "o").exists()
 
 
