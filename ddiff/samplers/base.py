@@ -14,9 +14,10 @@ from torch import Tensor
 
 from ddiff._checks import renamed_keywords, warn_renamed
 from ddiff.conditioning import Clamp, Condition, ConditionalScoreFn
-from ddiff.graphs import Graph
+from ddiff.graphs import AbsorbingGraph, Graph
 from ddiff.losses import ScoreFn
 from ddiff.samplers._draw import draw_categorical
+from ddiff.samplers.correctors import Corrector
 from ddiff.schedules import NoiseSchedule
 
 TimeGrid = Callable[[int, float], Tensor]
@@ -105,7 +106,13 @@ class SampleResult:
         nfe: number of score-function evaluations (`steps + 1` with the denoise step; 0 when
             every position was fixed by the condition).
         times: the time grid that was used, float64 `[steps + 1]`, from the start time down to
-            `final_time` (the denoise step then goes from `times[-1]` to zero noise).
+            `final_time` (the denoise step then goes from `times[-1]` to zero noise). For
+            `FirstHittingSampler`, which has no grid, the unmasking times of each sequence,
+            `[batch, nfe]`, decreasing, NaN after a sequence's last event.
+        sequence_nfe: the mean number of score evaluations per sequence, at most `nfe`: with
+            `cache=True` and with `FirstHittingSampler` a call evaluates only the sequences
+            that need it, so this (not `nfe`) measures the network's work. Equal to `nfe`
+            when every call evaluates the whole batch.
 
     Example:
         >>> import torch
@@ -130,6 +137,7 @@ class SampleResult:
     tokens: Tensor
     nfe: int
     times: Tensor
+    sequence_nfe: float
 
 
 class Sampler(abc.ABC):
@@ -221,6 +229,9 @@ class Sampler(abc.ABC):
         time_grid: TimeGrid = uniform_time_grid,
         denoise: bool = True,
         categorical_dtype: torch.dtype = torch.float64,
+        cache: bool = False,
+        corrector: Corrector | None = None,
+        corrector_steps: int = 1,
     ) -> None:
         if not isinstance(graph, Graph):
             raise TypeError(f"graph must be a ddiff Graph, got {type(graph).__name__}")
@@ -238,17 +249,36 @@ class Sampler(abc.ABC):
                 f"categorical_dtype must be torch.float64 (default) or torch.float32, got "
                 f"{categorical_dtype}"
             )
+        if cache and not isinstance(graph, AbsorbingGraph):
+            raise TypeError(
+                f"cache=True reuses scores across steps, which is exact only for an "
+                f"AbsorbingGraph (its scores depend on the noise level through one known "
+                f"factor); got {type(graph).__name__}: use cache=False"
+            )
+        if corrector is not None:
+            if not isinstance(corrector, Corrector):
+                raise TypeError(
+                    f"corrector must be a ddiff.samplers.Corrector (e.g. RateCorrector()), got "
+                    f"{type(corrector).__name__}"
+                )
+            corrector.check_graph(graph)
         self.graph = graph
         self.schedule = schedule
         self.final_time = final_time
         self.time_grid = time_grid
         self.denoise = bool(denoise)
         self.categorical_dtype = categorical_dtype
+        self.cache = bool(cache)
+        self.corrector = corrector
+        self.corrector_steps = _positive_int(corrector_steps, "corrector_steps")
 
     def __repr__(self) -> str:
+        extra = ", cache=True" if self.cache else ""
+        if self.corrector is not None:
+            extra += f", corrector={self.corrector!r}, corrector_steps={self.corrector_steps}"
         return (
             f"{type(self).__name__}({self.graph!r}, {self.schedule!r}, final_time={self.final_time!r}, "
-            f"denoise={self.denoise})"
+            f"denoise={self.denoise}{extra})"
         )
 
     @property
@@ -291,7 +321,7 @@ class Sampler(abc.ABC):
         score_fn: ScoreFn | ConditionalScoreFn,
         batch: int,
         length: int,
-        steps: int,
+        steps: int | None = None,
         *,
         condition: Condition | Clamp | None = None,
         pass_condition: bool = False,
@@ -321,7 +351,7 @@ class Sampler(abc.ABC):
         score_fn: ScoreFn | ConditionalScoreFn,
         batch: int,
         length: int,
-        steps: int,
+        steps: int | None = None,
         *,
         condition: Condition | Clamp | None = None,
         pass_condition: bool = False,
@@ -349,54 +379,45 @@ class Sampler(abc.ABC):
         """
         batch = _positive_int(batch, "batch")
         length = _positive_int(length, "length")
+        if steps is None:
+            raise ValueError(
+                f"{type(self).__name__} integrates over a time grid and needs steps, the number "
+                "of grid steps (e.g. steps=128); FirstHittingSampler (absorbing graphs) needs none"
+            )
         steps = _positive_int(steps, "steps")
-        graph, s = self.graph, self.graph.num_states
         clamp = self._resolve(condition, batch, length, device)
         times = self.times(steps)
         if clamp is not None and clamp.is_full:
-            return SampleResult(tokens=clamp.tokens.clone(), nfe=0, times=times)
+            return SampleResult(clamp.tokens.clone(), 0, times, 0.0)
         sigmas = self.schedule.total(times).tolist()
         rates = self.schedule.rate(times).tolist()
         grid = times.tolist()
-        passed = None
-        if pass_condition:
-            passed = clamp if clamp is not None else _empty_clamp(batch, length, device)
-
-        def evaluate(x: Tensor, sigma: float) -> Tensor:
-            sigma_b = torch.full((batch,), sigma, dtype=torch.float64, device=x.device)
-            if passed is None:
-                out = cast(ScoreFn, score_fn)(x, sigma_b)
-            else:
-                out = cast(ConditionalScoreFn, score_fn)(x, sigma_b, condition=passed)
-            if not isinstance(out, Tensor) or list(out.shape) != [batch, length, s]:
-                shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
-                raise ValueError(
-                    f"score_fn must return log-scores of shape [batch, length, states] = "
-                    f"[{batch}, {length}, {s}], got {shape}"
-                )
-            if not out.is_floating_point():
-                raise ValueError(f"score_fn must return floating log-scores, got {out.dtype}")
-            return out if out.dtype in (torch.float32, torch.float64) else out.float()
-
-        frozen = _frozen_data_states(graph) if self.frozen_states_stay else None
+        evaluate = _ScoreCalls(
+            score_fn, self.graph, batch, length, clamp, pass_condition, device, self.cache
+        )
+        frozen = _frozen_data_states(self.graph) if self.frozen_states_stay else None
         if frozen is not None:
             frozen = frozen.to(device)
-        x = graph.sample_limit((batch, length), generator, device)
+        x = self.graph.sample_limit((batch, length), generator, device)
         if clamp is not None:
             x = clamp(x)
         workspace = _Workspace()
-        nfe = 0
+        corrector, ladder = self.corrector, self.corrector_steps
         for i in _progress(range(steps), progress, type(self).__name__):
             interval = Interval(grid[i], grid[i + 1], sigmas[i], sigmas[i + 1], rates[i])
             log_score = evaluate(x, sigmas[i])
-            nfe += 1
             x = self._update(x, log_score, clamp, frozen, workspace, self.step, interval, generator)
+            if corrector is not None and i < steps - 1:
+                # Corrector steps at the new time s (none after the last step: the denoise
+                # step follows it at final_time).
+                for _ in range(ladder):
+                    log_score = evaluate(x, sigmas[i + 1])
+                    x = self._correct(x, log_score, clamp, workspace, sigmas[i + 1], generator)
         if self.denoise:
             log_score = evaluate(x, sigmas[-1])
-            nfe += 1
             last = Interval(grid[-1], 0.0, sigmas[-1], 0.0, rates[-1])
             x = self._update(x, log_score, clamp, frozen, workspace, self._denoise, last, generator)
-        return SampleResult(tokens=x, nfe=nfe, times=times)
+        return SampleResult(x, evaluate.calls, times, evaluate.rows / batch)
 
     def times(self, steps: int) -> Tensor:
         """The time grid `[steps + 1]` (float64) that `run` uses for `steps` steps, validated."""
@@ -438,6 +459,28 @@ class Sampler(abc.ABC):
         probs[..., self.graph.num_tokens :] = 0.0
         return draw_categorical(probs, generator, self.categorical_dtype)
 
+    def _correct(
+        self,
+        x: Tensor,
+        log_score: Tensor,
+        clamp: Clamp | None,
+        workspace: _Workspace,
+        sigma: float,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """One corrector step at total noise `sigma`: every free position, or one per sequence."""
+        corrector = cast(Corrector, self.corrector)
+        graph, dtype = self.graph, self.categorical_dtype
+
+        def step(
+            x: Tensor, score: Tensor, interval: Interval, generator: torch.Generator | None
+        ) -> Tensor:
+            return corrector.step(graph, x, score, sigma, generator, dtype)
+
+        only = _one_free_position(x, clamp, generator) if corrector.one_position else None
+        unused = Interval(0.0, 0.0, sigma, sigma, 0.0)
+        return self._update(x, log_score, clamp, None, workspace, step, unused, generator, only)
+
     def _resolve(
         self,
         condition: Condition | Clamp | None,
@@ -477,13 +520,19 @@ class Sampler(abc.ABC):
         step: Callable[[Tensor, Tensor, Interval, torch.Generator | None], Tensor],
         interval: Interval,
         generator: torch.Generator | None,
+        only: Tensor | None = None,
     ) -> Tensor:
-        """Exponentiate the log-scores of the positions that can move, step them, clamp."""
+        """Exponentiate the log-scores of the positions that can move, step them, clamp.
+
+        `only` (bool `[B, L]`), if given, restricts the step to those positions.
+        """
         s = log_score.shape[-1]
         flat = log_score.reshape(-1, s)
         active = None if frozen is None else ~frozen[x]
         if clamp is not None:
             active = ~clamp.mask if active is None else active & ~clamp.mask
+        if only is not None:
+            active = only if active is None else active & only
         if active is None or bool(active.all()):
             score = torch.exp(flat, out=workspace.rows(flat.shape[0], flat))
             new = step(x.reshape(1, -1), score.unsqueeze(0), interval, generator).reshape(x.shape)
@@ -547,6 +596,113 @@ def tweedie_probs(graph: Graph, x: Tensor, score: Tensor, delta_sigma: float) ->
 
 
 # -- internals -------------------------------------------------------------------------------------
+
+
+class _ScoreCalls:
+    r"""The score function as the loops call it: validated outputs, a call count, and the cache.
+
+    `calls` counts evaluations of the score function (the NFE). With `cache` (absorbing graphs
+    only), a sequence whose tokens did not change since its last evaluation is not evaluated
+    again: its stored log-scores are shifted from the noise level they were computed at,
+    $\bar\sigma_0$, to the new one, $\bar\sigma$, by
+    $\log(e^{\bar\sigma_0} - 1) - \log(e^{\bar\sigma} - 1)$ (see `Sampler`). Only the
+    sequences that changed are passed to the score function (a smaller batch); when none
+    changed there is no call.
+    """
+
+    def __init__(
+        self,
+        score_fn: ScoreFn | ConditionalScoreFn,
+        graph: Graph,
+        batch: int,
+        length: int,
+        clamp: Clamp | None,
+        pass_condition: bool,
+        device: torch.device | str | None,
+        cache: bool,
+    ) -> None:
+        self.score_fn = score_fn
+        self.shape = [batch, length, graph.num_states]
+        self.passed = None
+        if pass_condition:
+            self.passed = clamp if clamp is not None else _empty_clamp(batch, length, device)
+        self.cache = cache
+        self.calls = 0  # score-function calls (the NFE)
+        self.rows = 0  # sequences evaluated, summed over the calls
+        self._x: Tensor | None = None  # the tokens of the stored scores, [B, L]
+        self._log_score: Tensor | None = None  # [B, L, S] at the noise levels self._sigma
+        self._sigma: Tensor | None = None  # [B] float64
+
+    def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        """Log-scores `[B, L, S]` of `x` `[B, L]` at total noise `sigma` (a float or `[B]`)."""
+        batch = self.shape[0]
+        sigma_b = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(batch)
+        if not self.cache or self._x is None:
+            out = self._evaluate(x, sigma_b, None)
+            if self.cache:
+                self._x, self._log_score, self._sigma = x, out, sigma_b.clone()
+            return out
+        stored, log_score, stored_sigma = self._x, self._log_score, self._sigma
+        assert log_score is not None and stored_sigma is not None  # set together with _x
+        changed = (x != stored).any(dim=-1)
+        rows = changed.nonzero().squeeze(-1)
+        if rows.numel() == batch:
+            log_score = self._evaluate(x, sigma_b, None)
+            stored_sigma = sigma_b.clone()
+        elif rows.numel() > 0:
+            log_score = log_score.clone()
+            log_score[rows] = self._evaluate(x[rows], sigma_b[rows], rows).to(log_score.dtype)
+            stored_sigma = stored_sigma.clone()
+            stored_sigma[rows] = sigma_b[rows]
+        self._x, self._log_score, self._sigma = x, log_score, stored_sigma
+        # exp(log_score) at sigma_0 times (e^sigma_0 - 1) / (e^sigma - 1): the exact score of an
+        # absorbing graph at sigma for the same tokens (an identity where they were just computed).
+        shift = _log_expm1(stored_sigma) - _log_expm1(sigma_b)
+        return log_score + shift.to(log_score.dtype)[:, None, None]
+
+    def at(self, x: Tensor, sigma: Tensor, rows: Tensor) -> Tensor:
+        """Log-scores of the sequences `rows` only (tokens `x` `[R, L]`, noise `sigma` `[R]`)."""
+        return self._evaluate(x, sigma, None if rows.numel() == self.shape[0] else rows)
+
+    def _evaluate(self, x: Tensor, sigma: Tensor, rows: Tensor | None) -> Tensor:
+        n = x.shape[0]
+        if self.passed is None:
+            out = cast(ScoreFn, self.score_fn)(x, sigma)
+        else:
+            passed = self.passed
+            if rows is not None:
+                passed = Clamp(mask=passed.mask[rows], tokens=passed.tokens[rows])
+            out = cast(ConditionalScoreFn, self.score_fn)(x, sigma, condition=passed)
+        self.calls += 1
+        self.rows += n
+        expected = [n, *self.shape[1:]]
+        if not isinstance(out, Tensor) or list(out.shape) != expected:
+            shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"score_fn must return log-scores of shape [batch, length, states] = "
+                f"{expected}, got {shape}"
+            )
+        if not out.is_floating_point():
+            raise ValueError(f"score_fn must return floating log-scores, got {out.dtype}")
+        return out if out.dtype in (torch.float32, torch.float64) else out.float()
+
+
+def _log_expm1(sigma: Tensor) -> Tensor:
+    """log(e^sigma - 1) in float64, finite for sigma in (0, inf)."""
+    small = sigma < 1.0
+    low = torch.log(torch.expm1(sigma.clamp(max=1.0)))
+    high = sigma + torch.log1p(-torch.exp(-sigma.clamp(min=1.0)))
+    return torch.where(small, low, high)
+
+
+def _one_free_position(x: Tensor, clamp: Clamp | None, generator: torch.Generator | None) -> Tensor:
+    """Bool `[B, L]`: one position per sequence, uniform over its free (unfixed) positions."""
+    u = torch.rand(x.shape, dtype=torch.float64, device=x.device, generator=generator)
+    if clamp is not None:
+        u = u.masked_fill(clamp.mask, -1.0)
+    pick = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+    pick.scatter_(-1, u.argmax(dim=-1, keepdim=True), True)
+    return pick if clamp is None else pick & ~clamp.mask
 
 
 def _frozen_data_states(graph: Graph) -> Tensor | None:

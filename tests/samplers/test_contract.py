@@ -17,7 +17,8 @@ from ddiff.testing import contracts
 from ddiff.testing.contracts import ToyScore
 from tests.testing import registry
 
-from .cases import EXAMPLES, SAMPLERS
+from .cases import EXAMPLES
+from .cases import GRID_SAMPLERS as SAMPLERS
 
 
 def _random_q(s: int, seed: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ from ddiff.samplers import AnalyticSampler
 from ddiff.schedules import LogLinearSchedule
 from ddiff.testing import ExactOracle, contracts
 
-from .cases import SAMPLERS
+from .cases import GRID_SAMPLERS as SAMPLERS
 
 NUM_SAMPLES = 20_000
 STEPS = (4, 16, 64, 256)
