@@ -234,6 +234,13 @@ class TransformerScoreNet(ScoreNet):
         mlp_ratio: MLP hidden width as a multiple of `dim`.
         dropout: dropout on each block's attention and MLP outputs (0 to disable).
         parameterization: raw outputs to log-scores; None means `LogScoreParameterization()`.
+        time_conditioning: read the noise level (default). False gives a **time-agnostic**
+            network: no noise embedding, the blocks are modulated by learned constants only.
+            With `ScaledAbsorbingParameterization` that is RADD (Ou et al., *Your Absorbing
+            Discrete Diffusion Secretly Models the Conditional Distributions of Clean Data*,
+            2024): the network models $p_0(x^i \mid$ unmasked tokens$)$ and its log-scores
+            depend on $\bar\sigma$ only through $-\log(e^{\bar\sigma} - 1)$, the exact
+            score's dependence, so a sampler's `cache=True` reuses its outputs exactly.
 
     Example:
         >>> import torch
@@ -265,6 +272,7 @@ class TransformerScoreNet(ScoreNet):
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
         parameterization: Parameterization | None = None,
+        time_conditioning: bool = True,
     ) -> None:
         super().__init__(num_states)
         hidden = _check_sizes(dim, depth, heads, cond_dim, mlp_ratio, dropout)
@@ -286,12 +294,13 @@ class TransformerScoreNet(ScoreNet):
         self.mlp_ratio = float(mlp_ratio)
         self.dropout = float(dropout)
         self.parameterization = parameterization
+        self.time_conditioning = bool(time_conditioning)
 
         # Construction order fixes the initialisation for a given seed: embedding, noise
         # embedding, then the trunk's blocks, final modulation and head.
         self.embedding = nn.Embedding(self.num_states, self.dim)
         nn.init.normal_(self.embedding.weight, std=0.02)
-        self.sigma_embedding = _SigmaEmbedding(self.cond_dim)
+        self.sigma_embedding = _SigmaEmbedding(self.cond_dim) if self.time_conditioning else None
         self.trunk = _Trunk(
             self.dim,
             self.depth,
@@ -329,7 +338,11 @@ class TransformerScoreNet(ScoreNet):
         return self.parameterization(self._raw(x_t, sigma), x_t, sigma)
 
     def _raw(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        return self.trunk(self.embedding(x_t), self.sigma_embedding(sigma))
+        if self.sigma_embedding is None:  # time-agnostic: the modulations' biases are the constants
+            c = self.embedding.weight.new_zeros(x_t.shape[0], self.cond_dim)
+        else:
+            c = self.sigma_embedding(sigma)
+        return self.trunk(self.embedding(x_t), c)
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Number of parameters; by default without the two tables whose size grows with S.
@@ -350,4 +363,5 @@ class TransformerScoreNet(ScoreNet):
             f"num_states={self.num_states}, dim={self.dim}, depth={self.depth}, "
             f"heads={self.heads}, cond_dim={self.cond_dim}, mlp_ratio={self.mlp_ratio}, "
             f"dropout={self.dropout}, parameterization={self.parameterization!r}"
+            + ("" if self.time_conditioning else ", time_conditioning=False")
         )
