@@ -341,6 +341,20 @@ def test_samplers_and_infill_on_a_loaded_model(
     assert bool((y < 7).all())
 
 
+@pytest.mark.parametrize("sampler_class", [EulerSampler, TauLeapingSampler, AnalyticSampler])
+def test_samplers_on_a_loaded_uniform_model(
+    tmp_path: Path, sampler_class: type[EulerSampler]
+) -> None:
+    model = load_sedd(fx.build_hf(tmp_path, "uniform_geometric"))
+    sampler = sampler_class(model.graph, model.schedule)
+    generator = torch.Generator().manual_seed(0)
+    condition = Condition.at({0: 3, 8: 4})
+    y = sampler.sample(
+        model.net, batch=3, length=9, steps=8, condition=condition, generator=generator
+    )
+    assert y.shape == (3, 9) and (y[:, 0] == 3).all() and (y[:, 8] == 4).all()
+
+
 def test_bound_on_a_loaded_model(absorbing: Pretrained, tmp_path: Path) -> None:
     x = torch.randint(7, (6, 9), generator=torch.Generator().manual_seed(1))
     # The reference's schedule leaves 1e-3 of the tokens unmasked at t = 1, which the all-MASK
