@@ -132,8 +132,8 @@ class RunDir:
         existing = [p for p in (self.samples(stage), self.tokens(stage)) if p.exists()]
         if existing and not overwrite:
             raise RecipeError(
-                f"--out {self.root} already holds {stage} samples ({existing[0].name}); pass "
-                "--overwrite to replace them, or choose another --out (nothing was changed)"
+                f"--out {self.root} already holds the samples of {stage} ({existing[0].name}); "
+                "pass --overwrite to replace them, or choose another --out (nothing was changed)"
             )
         stale = [p.name for p in (self.metrics, self.report) if p.exists()]
         if existing and stale:

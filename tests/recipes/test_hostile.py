@@ -115,7 +115,7 @@ CASES = [
     Case("out-below-a-file", "dna", ("--out", "{tmp}/a_file/run"), ("a_file", "is a file")),
     Case("train-over-a-run", "dna", ("train", "--out", "{run}"), ("already holds a trained run", "--resume"), needs_run=True),
     Case("resume-nothing", "dna", ("train", "--resume", "--out", "{tmp}/never"), ("--resume", "no checkpoint to resume")),
-    Case("samples-exist", "dna", ("sample", "--checkpoint", "{run}", "--out", "{run}"), ("already holds sample samples", "--overwrite"), needs_run=True),
+    Case("samples-exist", "dna", ("sample", "--checkpoint", "{run}", "--out", "{run}"), ("already holds the samples of sample", "--overwrite"), needs_run=True),
     Case("overwrite-with-train", "dna", ("train", "--overwrite"), ("--overwrite is for sample and infill",)),
     # -- checkpoints -------------------------------------------------------------------------
     Case("no-model-in-out", "dna", ("sample",), ("no trained model",)),
