@@ -147,6 +147,11 @@ class SeddConfig(BaseModel):
         """
         if not isinstance(config, Mapping):
             raise ValueError(f"{source}: a SEDD configuration is a mapping, got {config!r:.60}")
+        if "net" in config and "model" not in config:
+            raise ValueError(
+                f"{source}: a ddiff configuration (it has 'net', not 'model'); load its "
+                "directory with ddiff.pretrained.load_pretrained"
+            )
         kind = _get(config, "graph.type", source, str)
         if kind not in _GRAPHS:
             raise ValueError(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors.torch import save_file
 
 from ddiff import (
     AbsorbingGraph,
@@ -206,6 +207,22 @@ def test_config_errors_name_the_file_and_the_key(
         load_sedd(directory)
     text = str(info.value)
     assert "\n" not in text and str(tmp_path / "config.json") in text
+
+
+def test_a_ddiff_directory_is_pointed_to_load_pretrained(tmp_path: Path) -> None:
+    config = {"graph": {"kind": "absorbing", "num_tokens": 7}, "net": {"kind": "transformer"}}
+    directory = fx.build_hf(tmp_path, "absorb_loglinear_scaled", config=config)
+    with pytest.raises(ValueError, match=r"config.json: a ddiff configuration .*load_pretrained"):
+        load_sedd(directory)
+
+
+def test_rotary_buffer_may_be_left_out(tmp_path: Path) -> None:
+    # It is a function of the sizes; an export that drops buffers still loads exactly.
+    directory = fx.build_hf(tmp_path, "absorb_loglinear_scaled")
+    state = fx.weights("weights_a.safetensors")
+    del state["rotary_emb.inv_freq"]
+    save_file(state, str(directory / "model.safetensors"))
+    assert max_diff(load_sedd(directory), "absorb_loglinear_scaled") < TOLERANCE
 
 
 def test_scale_by_sigma_with_a_uniform_graph(tmp_path: Path) -> None:
