@@ -286,8 +286,8 @@ class DnaTask(Task[DnaRecipeConfig]):
         ]
         return report.metric_rows(metrics["sets"], keys)
 
-    def sets_intro(self, metrics: dict[str, Any]) -> str:
-        shipped = metrics["data"].get("source") != "file"
+    def sets_intro(self, ev: Evaluation, metrics: dict[str, Any]) -> str:
+        shipped = ev.config.data_path is None  # the shipped promoters, trained and scored
         caveat = (
             " Neighbouring genes share sequence, so real windows have a non-zero copied rate. "
             "The PWM and Shine-Dalgarno rows look for promoter elements in windows that end at "
@@ -299,7 +299,7 @@ class DnaTask(Task[DnaRecipeConfig]):
         )
         return (
             "The held-out reference is the set all others are compared with (its JS is 0 by "
-            "definition). " + super().sets_intro(metrics) + caveat
+            "definition). " + super().sets_intro(ev, metrics) + caveat
         )
 
     def infill_lines(self, ev: Evaluation, metrics: dict[str, Any]) -> list[str]:

@@ -270,8 +270,8 @@ class ProteinTask(Task[ProteinRecipeConfig]):
         stray = [(padding.get(n) or {}).get("rows_with_residues_after_padding") for n in sets]
         return [*rows, ["rows with residues after their first padding token", *stray]]
 
-    def sets_intro(self, metrics: dict[str, Any]) -> str:
-        return super().sets_intro(metrics) + (
+    def sets_intro(self, ev: Evaluation, metrics: dict[str, Any]) -> str:
+        return super().sets_intro(ev, metrics) + (
             " A sampled row is cut at its first padding token; the last row counts the rows "
             "that had residues after it (dropped). The bits per residue include the cost of the "
             "padding (the length)."

@@ -443,7 +443,7 @@ def write_report(
     lines += [
         "## Samples against baselines",
         "",
-        f"Every set has {sets[names[0]]['num']} sequences. {task.sets_intro(m)}",
+        f"Every set has {sets[names[0]]['num']} sequences. {task.sets_intro(ev, m)}",
         "",
         table(["metric", *names], task.metric_rows(m), 4),
         "",

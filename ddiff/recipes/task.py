@@ -232,7 +232,7 @@ class Task(abc.ABC, Generic[C]):
     def metric_rows(self, metrics: dict[str, Any]) -> list[list[Any]]:
         """Rows `[label, value per set...]` of the samples-against-baselines table."""
 
-    def sets_intro(self, metrics: dict[str, Any]) -> str:
+    def sets_intro(self, ev: Evaluation, metrics: dict[str, Any]) -> str:
         """The paragraph before the samples table."""
         return (
             f"Real training {self.unit} are the level a perfect model reaches (compared with the "
