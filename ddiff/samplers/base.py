@@ -170,6 +170,33 @@ class Sampler(abc.ABC):
     `[B, L]` (an empty clamp when there is no condition): an explicit opt-in, so a plain network
     never receives an argument it does not expect.
 
+    **Caching** (`cache=True`, absorbing graphs; MDLM's cached sampler, Sahoo et al., NeurIPS
+    2024). A sequence whose tokens did not change since its last score evaluation (no position
+    unmasked in the step) is not evaluated again: its log-scores are shifted from the noise
+    level $\bar\sigma_0$ they were computed at to the new one, by
+    $\log(e^{\bar\sigma_0} - 1) - \log(e^{\bar\sigma} - 1)$. This is **exact** when the
+    score's only dependence on the noise is that factor, which holds for the exact score of an
+    absorbing graph ($s_v = p_0(v \mid \text{unmasked}) / (e^{\bar\sigma} - 1)$ at a masked
+    position) and for a time-agnostic network with the scaled-absorbing parameterisation
+    (`TransformerScoreNet(time_conditioning=False, parameterization=
+    ScaledAbsorbingParameterization(graph))`, RADD, Ou et al. 2024): the samples are then
+    those of the uncached sampler with the same seed. With a network that reads the noise
+    level it is an approximation (the network's own change between the two levels is
+    dropped). Only the sequences that changed are passed to the score function, so a call
+    evaluates a smaller batch, and a step where no sequence changed makes no call: `nfe`
+    counts calls, `SampleResult.sequence_nfe` the evaluations per sequence. With many more
+    steps than positions most steps change nothing, and the cost approaches one evaluation
+    per position, as for `FirstHittingSampler`.
+
+    **Predictor-corrector** (Campbell et al., *A Continuous Time Framework for Discrete
+    Denoising Models*, NeurIPS 2022). With `corrector=`, after each predictor step from t to s
+    (but the last, which the denoise step follows) the loop makes `corrector_steps` corrector
+    steps at s, each one score call at $(x, \bar\sigma(s))$: a Markov kernel that leaves
+    $p_s$ invariant with the exact score (see `Corrector`), pulling the state back towards
+    $p_s$ after the predictor's discretisation error. `nfe` is
+    `steps + corrector_steps * (steps - 1) + 1`. Corrector steps may move any free position
+    (remasking moves unmasked tokens of an absorbing graph), so no position is skipped in them.
+
     **Work per step.** Everything outside the score function is O(B L S): no `S x S` matrix is
     built for uniform or absorbing graphs (a `DenseGraph` builds its `S x S` rate matrix or
     kernels once per step, which is what it is for: small alphabets).
@@ -194,6 +221,12 @@ class Sampler(abc.ABC):
             uniforms under-sample the smallest probabilities, which lowers the effective
             temperature and makes samples look better than they are. float32 is an option for
             speed.
+        cache: reuse scores across steps (`AbsorbingGraph` only, else `TypeError`; see
+            **Caching**).
+        corrector: corrector steps after every predictor step but the last (a `Corrector`,
+            e.g. `RateCorrector()` for any graph, `RemaskingCorrector()` for absorbing graphs;
+            see **Predictor-corrector**).
+        corrector_steps: number of corrector steps (one score call each) per predictor step.
 
     Subclassing: implement `step(x, score, interval, generator) -> new x` for positions laid
     out as one row `[1, N]` (see `step`). If the step can move a position out of a state that
