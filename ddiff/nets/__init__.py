@@ -9,12 +9,14 @@ A backbone maps noised tokens `x_t` `[B, L]` and total noise `sigma` `[B]` to lo
         "small", graph.num_states, parameterization=ScaledAbsorbingParameterization(graph)
     )
 
+Networks built with `num_labels = C` are also conditioned on a class label
+(`net(x_t, sigma, label=...)`, `net.bind_label(c)`; `NULL_LABEL` is "no label").
 `CausalTransformer` is the autoregressive baseline of the same size (the same blocks with a causal
 mask, exact likelihoods). Rotary-embedding helpers live in `ddiff.nets.rotary`.
 """
 
 from ddiff.nets.autoregressive import CausalTransformer
-from ddiff.nets.base import ScoreNet
+from ddiff.nets.base import NULL_LABEL, LabelledScoreFn, ScoreNet
 from ddiff.nets.parameterization import (
     LogScoreParameterization,
     Parameterization,
@@ -23,8 +25,10 @@ from ddiff.nets.parameterization import (
 from ddiff.nets.transformer import PRESETS, TransformerScoreNet
 
 __all__ = [
+    "NULL_LABEL",
     "PRESETS",
     "CausalTransformer",
+    "LabelledScoreFn",
     "LogScoreParameterization",
     "Parameterization",
     "ScaledAbsorbingParameterization",

@@ -181,6 +181,25 @@ class _Trunk(nn.Module):
         def __call__(self, h: Tensor, c: Tensor) -> Tensor: ...
 
 
+def _label_embedding(num_labels: int, cond_dim: int) -> nn.Embedding | None:
+    """C + 1 rows (the last: the null label) added to the conditioning vector; None for C = 0."""
+    if num_labels == 0:
+        return None
+    table = nn.Embedding(num_labels + 1, cond_dim)
+    nn.init.normal_(table.weight, std=0.02)
+    return table
+
+
+def _embed_label(table: nn.Embedding, label: Tensor | None, batch: int) -> Tensor:
+    """Rows `[B, cond_dim]` for validated labels (`NULL_LABEL` or None: the null row)."""
+    null = table.num_embeddings - 1
+    if label is None:
+        index = torch.full((batch,), null, dtype=torch.long, device=table.weight.device)
+    else:
+        index = torch.where(label < 0, null, label)
+    return table(index)
+
+
 # The trunk's parameters sat at the top level of both networks until they became one module:
 # state dicts saved then name them `blocks.<k>...`, `final_modulation...`, `head...`.
 _LEGACY_TRUNK_KEYS = ("blocks.", "final_modulation.", "head.")
@@ -241,6 +260,15 @@ class TransformerScoreNet(ScoreNet):
             2024): the network models $p_0(x^i \mid$ unmasked tokens$)$ and its log-scores
             depend on $\bar\sigma$ only through $-\log(e^{\bar\sigma} - 1)$, the exact
             score's dependence, so a sampler's `cache=True` reuses its outputs exactly.
+        num_labels: number of class labels C (0, the default: an unconditional network). With
+            C > 0 a label embedding of C + 1 rows (the last one the null label, `NULL_LABEL`)
+            is added to the conditioning vector, $c \leftarrow c + E[\text{label}]$, as DiT
+            adds its class embedding (Peebles & Xie, ICCV 2023), so `net(x_t, sigma,
+            label=...)` is a conditional model and the null label the unconditional one that
+            classifier-free guidance mixes in (Ho & Salimans 2022; trained with label dropout,
+            `ddiff.training.DiffusionModule(label_dropout=...)`). The embedding is built after
+            every other parameter, so an unconditional network's initial weights, for a seed,
+            do not depend on this option's existence.
 
     Example:
         >>> import torch
@@ -273,8 +301,9 @@ class TransformerScoreNet(ScoreNet):
         dropout: float = 0.0,
         parameterization: Parameterization | None = None,
         time_conditioning: bool = True,
+        num_labels: int = 0,
     ) -> None:
-        super().__init__(num_states)
+        super().__init__(num_states, num_labels)
         hidden = _check_sizes(dim, depth, heads, cond_dim, mlp_ratio, dropout)
         if parameterization is None:
             parameterization = LogScoreParameterization()
@@ -311,6 +340,8 @@ class TransformerScoreNet(ScoreNet):
             self.num_states,
             causal=False,
         )
+        # Last: the parameters above are drawn exactly as in a network without labels.
+        self.label_embedding = _label_embedding(self.num_labels, self.cond_dim)
         self.register_load_state_dict_pre_hook(_load_legacy_trunk_keys)
 
     @classmethod
@@ -329,19 +360,28 @@ class TransformerScoreNet(ScoreNet):
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(num_states, **{**PRESETS[name], **overrides})
 
-    def raw_output(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+    def raw_output(
+        self, x_t: Tensor, sigma: Tensor, *, label: Tensor | int | None = None
+    ) -> Tensor:
         """The head's outputs `[B, L, S]` before the parameterisation (validated inputs)."""
         x_t, sigma = self.check_inputs(x_t, sigma)
-        return self._raw(x_t, sigma)
+        if label is not None:
+            label = self.check_label(label, x_t.shape[0], x_t.device)
+        return self._raw(x_t, sigma, label)
 
     def _forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        return self.parameterization(self._raw(x_t, sigma), x_t, sigma)
+        return self.parameterization(self._raw(x_t, sigma, None), x_t, sigma)
 
-    def _raw(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+    def _forward_labelled(self, x_t: Tensor, sigma: Tensor, label: Tensor) -> Tensor:
+        return self.parameterization(self._raw(x_t, sigma, label), x_t, sigma)
+
+    def _raw(self, x_t: Tensor, sigma: Tensor, label: Tensor | None) -> Tensor:
         if self.sigma_embedding is None:  # time-agnostic: the modulations' biases are the constants
             c = self.embedding.weight.new_zeros(x_t.shape[0], self.cond_dim)
         else:
             c = self.sigma_embedding(sigma)
+        if self.label_embedding is not None:
+            c = c + _embed_label(self.label_embedding, label, x_t.shape[0]).to(c.dtype)
         return self.trunk(self.embedding(x_t), c)
 
     def num_parameters(self, non_embedding: bool = True) -> int:
@@ -364,4 +404,5 @@ class TransformerScoreNet(ScoreNet):
             f"heads={self.heads}, cond_dim={self.cond_dim}, mlp_ratio={self.mlp_ratio}, "
             f"dropout={self.dropout}, parameterization={self.parameterization!r}"
             + ("" if self.time_conditioning else ", time_conditioning=False")
+            + (f", num_labels={self.num_labels}" if self.num_labels else "")
         )
