@@ -93,6 +93,7 @@ __all__ = [
     "DataConfig",
     "DenseGraphConfig",
     "EulerSamplerConfig",
+    "FirstHittingSamplerConfig",
     "GTRGraphConfig",
     "GeometricScheduleConfig",
     "GraphConfig",
@@ -653,8 +654,71 @@ class AnalyticSamplerConfig(_SamplerFields):
         return AnalyticSampler(graph, schedule, **self._kwargs())
 
 
+class FirstHittingSamplerConfig(_Config):
+    """`FirstHittingSampler` (absorbing graphs): one score call per unmasking event, no grid.
+
+    It has no `steps` (the attribute reads None), `final_time` or `denoise`. Those keys, left in
+    a `sampling` section by a grid kind (as when `--sampler first_hitting` switches a recipe
+    whose section sets `steps: 128`), are dropped: silently when they hold the grid kinds'
+    defaults (steps 128, final_time 1e-5, denoise true), with a `UserWarning` otherwise (a value
+    someone chose that first-hitting cannot honour). The controls other than their defaults
+    change the sampled law (see `FirstHittingSampler`).
+    """
+
+    kind: Literal["first_hitting"] = "first_hitting"
+    categorical_dtype: Literal["float64", "float32"] = "float64"
+    temperature: float = Field(default=1.0, gt=0, description="1 keeps the law")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus mass; 1 keeps the law")
+    order: Literal["random", "confidence"] = "random"
+    tokens_per_call: int = Field(default=1, ge=1, description="1 keeps the law")
+
+    _section: ClassVar[str] = "sampling"
+    _grid_keys: ClassVar[Mapping[str, Any]] = {"steps": 128, "final_time": 1e-5, "denoise": True}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_grid_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        chosen = {k: data[k] for k, v in cls._grid_keys.items() if k in data and data[k] != v}
+        if chosen:
+            warnings.warn(
+                f"sampling.kind first_hitting has no time grid: {chosen} not used (one score "
+                "call per unmasking event; tokens_per_call=k unmasks k per call)",
+                UserWarning,
+                stacklevel=_caller_level(),
+            )
+        return {k: v for k, v in data.items() if k not in cls._grid_keys}
+
+    @property
+    def steps(self) -> None:
+        """None: first-hitting sampling has no steps (what `Sampler.run` is given)."""
+        return None
+
+    def build(self, graph: Graph, schedule: NoiseSchedule) -> Sampler:
+        from ddiff.samplers import FirstHittingSampler
+
+        if not isinstance(graph, AbsorbingGraph):
+            raise ValueError(
+                f"sampling.kind first_hitting needs graph.kind absorbing, got "
+                f"{type(graph).__name__}; use euler, tau_leaping or analytic"
+            )
+        return FirstHittingSampler(
+            graph,
+            schedule,
+            categorical_dtype=getattr(torch, self.categorical_dtype),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            order=self.order,
+            tokens_per_call=self.tokens_per_call,
+        )
+
+
 SamplerConfig = Annotated[
-    EulerSamplerConfig | TauLeapingSamplerConfig | AnalyticSamplerConfig,
+    EulerSamplerConfig
+    | TauLeapingSamplerConfig
+    | AnalyticSamplerConfig
+    | FirstHittingSamplerConfig,
     Field(discriminator="kind"),
 ]
 """Any sampler configuration, chosen by `kind`."""
@@ -695,6 +759,13 @@ class RunConfig(_Config):
                 "an absorbing graph needs a schedule that reaches the all-MASK limit, or its "
                 "likelihood bound is infinite: use schedule {kind: loglinear, survival: 0} (or "
                 "cosine with survival: 0)"
+            )
+        if isinstance(self.sampling, FirstHittingSamplerConfig) and not isinstance(
+            graph, AbsorbingGraph
+        ):
+            raise ValueError(
+                f"sampling.kind first_hitting needs graph.kind absorbing, got {self.graph.kind!r}; "
+                "use euler, tau_leaping or analytic"
             )
         if isinstance(self.data, MarkovDataConfig) and self.data.num_tokens != graph.num_tokens:
             raise ValueError(

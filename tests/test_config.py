@@ -21,6 +21,7 @@ from ddiff.config import (
     CosineScheduleConfig,
     DenseGraphConfig,
     EulerSamplerConfig,
+    FirstHittingSamplerConfig,
     GeometricScheduleConfig,
     GTRGraphConfig,
     HKY85GraphConfig,
@@ -36,7 +37,7 @@ from ddiff.config import (
     UniformGraphConfig,
 )
 from ddiff.nets import LogScoreParameterization, ScaledAbsorbingParameterization
-from ddiff.samplers import AnalyticSampler, EulerSampler, TauLeapingSampler
+from ddiff.samplers import AnalyticSampler, EulerSampler, FirstHittingSampler, TauLeapingSampler
 from ddiff.schedules import CosineSchedule, GeometricSchedule, LogLinearSchedule
 from ddiff.training import OptimSettings, TokenDataModule
 
@@ -205,6 +206,36 @@ def test_sampler_configs_build_samplers(config: Any, cls: type) -> None:
     assert type(sampler) is cls
     assert sampler.final_time == config.final_time and sampler.denoise == config.denoise
     assert sampler.categorical_dtype == getattr(torch, config.categorical_dtype)
+
+
+def test_first_hitting_config_builds_the_sampler_and_has_no_steps() -> None:
+    config = FirstHittingSamplerConfig(top_p=0.9, tokens_per_call=2)
+    sampler = config.build(AbsorbingGraph(4), LogLinearSchedule())
+    assert type(sampler) is FirstHittingSampler and config.steps is None
+    assert (sampler.top_p, sampler.tokens_per_call, sampler.order) == (0.9, 2, "random")
+    with pytest.raises(ValueError, match=r"first_hitting needs graph\.kind absorbing"):
+        config.build(UniformGraph(4), LogLinearSchedule())
+    with pytest.raises(ValidationError, match=r"first_hitting needs graph\.kind absorbing"):
+        RunConfig.model_validate(minimal(sampling={"kind": "first_hitting"}))
+    cfg = RunConfig.model_validate(
+        minimal(graph={"kind": "absorbing", "num_tokens": 4}, sampling={"kind": "first_hitting"})
+    )
+    assert cfg.sampling == FirstHittingSamplerConfig()
+    assert "steps" not in cfg.sampling.model_dump()
+
+
+def test_switching_a_grid_section_to_first_hitting() -> None:
+    """A recipe's `--sampler first_hitting` keeps the section's other keys: grid keys at their
+    defaults are dropped silently, chosen ones with a warning naming them."""
+    grid = EulerSamplerConfig().model_dump()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = FirstHittingSamplerConfig.model_validate({**grid, "kind": "first_hitting"})
+    assert config == FirstHittingSamplerConfig()
+    with pytest.warns(UserWarning, match=r"no time grid: \{'steps': 32\} not used"):
+        FirstHittingSamplerConfig.model_validate({**grid, "kind": "first_hitting", "steps": 32})
+    with pytest.raises(ValidationError, match="tokens_per_call"):
+        FirstHittingSamplerConfig(tokens_per_call=0)
 
 
 def test_optim_config_builds_settings() -> None:

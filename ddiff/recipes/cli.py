@@ -28,7 +28,7 @@ from ddiff.run import resume_checkpoint
 
 COMMANDS = ("all", *pipeline.STAGES)
 
-SAMPLERS = ("euler", "tau_leaping", "analytic")
+SAMPLERS = ("euler", "tau_leaping", "analytic", "first_hitting")
 """`--sampler` choices: the `sampling.kind` names of the configuration."""
 _SAMPLER_ALIASES = {"tau-leaping": "tau_leaping"}  # the spelling of earlier releases
 
