@@ -37,11 +37,12 @@ TokenArray = Tensor | np.ndarray | Sequence[Tensor | np.ndarray | Sequence[int]]
 
 
 class TokenBatch(NamedTuple):
-    """A batch of token sequences.
+    """A batch of token sequences (and their class labels, for labelled data).
 
     Attributes:
         tokens: LongTensor `[batch, length]` (padded sequences end with the pad token).
         lengths: LongTensor `[batch]`, the number of real (non-pad) tokens of each sequence.
+        labels: LongTensor `[batch]` of class ids, or None for unlabelled data.
 
     Example:
         >>> import torch
@@ -57,6 +58,7 @@ class TokenBatch(NamedTuple):
 
     tokens: Tensor
     lengths: Tensor
+    labels: Tensor | None = None
 
 
 class TokenDataset:
@@ -69,10 +71,14 @@ class TokenDataset:
         pad_token: the token appended to sequences shorter than `length`.
         num_tokens: if given, every token must be in `[0, num_tokens)`.
         name: how errors refer to this data (e.g. a file name or "train").
+        labels: one class id per sequence (`[N]` integers), for label-conditioned training;
+            batches then carry them (`TokenBatch.labels`).
+        num_labels: if given, every label must be in `[0, num_labels)`.
 
     Raises:
         ValueError: on an empty dataset, a token outside the alphabet or a sequence longer than
-            `length`; the message names the record and position.
+            `length`, or labels that are not one integer per sequence in range; the message
+            names the record and position.
 
     Example:
         >>> import torch
@@ -82,7 +88,9 @@ class TokenDataset:
         (2, tensor([3, 2]))
         >>> data.batch(torch.tensor([1, 0]))  # padded to length 4
         TokenBatch(tokens=tensor([[4, 5, 0, 0],
-                [1, 2, 3, 0]]), lengths=tensor([2, 3]))
+                [1, 2, 3, 0]]), lengths=tensor([2, 3]), labels=None)
+        >>> TokenDataset([[1, 2], [3, 0]], labels=[1, 0]).batch(torch.tensor([0])).labels
+        tensor([1])
         >>> TokenDataset([[1, 2], [3, 9]], num_tokens=4, name="train")
         Traceback (most recent call last):
             ...
@@ -96,6 +104,8 @@ class TokenDataset:
         pad_token: int = 0,
         num_tokens: int | None = None,
         name: str = "data",
+        labels: Sequence[int] | Tensor | np.ndarray | None = None,
+        num_labels: int | None = None,
     ) -> None:
         if isinstance(data, Tensor | np.ndarray) and data.ndim == 2:
             flat = torch.as_tensor(np.asarray(data) if isinstance(data, np.ndarray) else data)
@@ -147,6 +157,7 @@ class TokenDataset:
         self.length = int(length)
         self.pad_token = int(pad_token)
         self.name = name
+        self.labels = None if labels is None else _as_labels(labels, len(self), num_labels, name)
 
     def __len__(self) -> int:
         return self.offsets.numel() - 1
@@ -164,7 +175,8 @@ class TokenDataset:
         real = position[None, :] < lengths[:, None]
         gather = (starts[:, None] + position[None, :]).clamp(max=max(self.tokens.numel() - 1, 0))
         tokens = torch.where(real, self.tokens[gather].long(), self.pad_token)
-        return TokenBatch(tokens=tokens, lengths=lengths)
+        labels = None if self.labels is None else self.labels[indices]
+        return TokenBatch(tokens=tokens, lengths=lengths, labels=labels)
 
 
 def windows(stream: Tensor | np.ndarray, length: int, stride: int | None = None) -> Tensor:
@@ -196,6 +208,28 @@ def windows(stream: Tensor | np.ndarray, length: int, stride: int | None = None)
 def _as_tokens(sequence: Tensor | np.ndarray | Sequence[int]) -> Tensor:
     array = sequence if isinstance(sequence, Tensor) else torch.as_tensor(np.asarray(sequence))
     return array.reshape(-1).long() if array.numel() == 0 else array.reshape(-1)
+
+
+def _as_labels(
+    labels: Sequence[int] | Tensor | np.ndarray, n: int, num_labels: int | None, name: str
+) -> Tensor:
+    """Labels as a LongTensor `[n]`, checked (one integer per record, in range)."""
+    array = labels if isinstance(labels, Tensor) else torch.as_tensor(np.asarray(labels))
+    if array.is_floating_point() or array.dtype == torch.bool or array.is_complex():
+        raise ValueError(f"{name}: labels must be integer class ids, got dtype {array.dtype}")
+    if list(array.shape) != [n]:
+        raise ValueError(
+            f"{name}: labels must hold one class id per record ({n}), got shape {list(array.shape)}"
+        )
+    high = num_labels if num_labels is not None else None
+    bad = (array < 0) if high is None else (array < 0) | (array >= high)
+    if bool(bad.any()):
+        record = int(bad.nonzero()[0, 0])
+        limit = "" if high is None else f" [0, {high})"
+        raise ValueError(
+            f"{name}: record {record} has label {int(array[record])}, outside the label set{limit}"
+        )
+    return array.long()
 
 
 def _check_range(flat: Tensor, offsets: Tensor, num_tokens: int, name: str) -> None:

@@ -16,6 +16,7 @@ TRAIN_TIMES = 1
 TRAIN_NOISE = 2
 VALIDATION = 3
 DATA_ORDER = 4
+LABEL_DROPOUT = 5
 
 
 def derive_seed(*keys: int) -> int:

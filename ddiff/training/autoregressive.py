@@ -17,8 +17,9 @@ from torch import Tensor
 
 from ddiff.eval.statistics import ratio_estimate, ratio_sums
 from ddiff.nets import CausalTransformer
+from ddiff.training._seeding import LABEL_DROPOUT
 from ddiff.training.data import TokenBatch
-from ddiff.training.module import _as_batch, _TrainingModule
+from ddiff.training.module import _as_batch, _labels_of, _TrainingModule
 from ddiff.training.optim import OptimSettings
 
 __all__ = ["AutoregressiveModule"]
@@ -59,9 +60,15 @@ class AutoregressiveModule(_TrainingModule):
     Training draws no random numbers (unless the network has dropout), so a resumed run
     continues exactly as an uninterrupted one.
 
+    **Labels.** With labelled batches (`TokenBatch.labels`) and a network with labels, the loss
+    and the validation NLL are those of $p_\theta(x \mid c)$: the conditional baseline of a
+    label-conditioned diffusion model. Checkpoints then record the number of labels.
+
     Args:
         net: the autoregressive network.
         optim: AdamW, warm-up, clipping and EMA settings.
+        label_dropout: probability of training a sequence with the null label (0 by default:
+            the baseline is a conditional model; it has no use for guidance).
 
     Example:
         >>> import torch
@@ -84,31 +91,43 @@ class AutoregressiveModule(_TrainingModule):
 
     net: CausalTransformer
 
-    def __init__(self, net: CausalTransformer, optim: OptimSettings | None = None) -> None:
+    def __init__(
+        self,
+        net: CausalTransformer,
+        optim: OptimSettings | None = None,
+        *,
+        label_dropout: float = 0.0,
+    ) -> None:
         if not isinstance(net, CausalTransformer):
             raise TypeError(
                 f"net must be a ddiff.nets.CausalTransformer, got {type(net).__name__}; "
                 "score networks train with DiffusionModule"
             )
-        super().__init__(net, optim)
+        super().__init__(net, optim, label_dropout)
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, label: Tensor | None = None) -> Tensor:
         """Next-token logits `[B, L, N]` of the trained (not averaged) network."""
-        return self.net(tokens)
+        return self.net(tokens, label=label)
 
     def loss(self, batch: TokenBatch | Tensor) -> Tensor:
         """The training loss of a batch: nats per real token, float32 or wider."""
         tokens, lengths = _as_batch(batch)
-        return self.net.nll(tokens).sum() / lengths.sum()
+        labels = _labels_of(batch, self.num_labels)
+        return self.net.nll(tokens, label=labels).sum() / lengths.sum()
 
     def _step_loss(self, batch: TokenBatch, batch_idx: int) -> Tensor:
+        if batch.labels is not None and self.label_dropout > 0.0:
+            rank = self.global_rank if self._trainer is not None else 0
+            keys = (0, LABEL_DROPOUT, self.global_step, batch_idx, rank)
+            batch = batch._replace(labels=self._drop_labels(batch.labels, *keys))
         return self.loss(batch)
 
     # -- validation: the exact likelihood with the averaged weights -------------------------------
 
     def validation_step(self, batch: TokenBatch | Tensor, batch_idx: int) -> None:
         tokens, lengths = _as_batch(batch)
-        nats = cast(CausalTransformer, self.averaged_net).nll(tokens)
+        labels = _labels_of(batch, self.num_labels)
+        nats = cast(CausalTransformer, self.averaged_net).nll(tokens, label=labels)
         self._add_validation_sums(ratio_sums(nats, lengths))
 
     def _validation_metrics(self, sums: list[float]) -> dict[str, float]:
@@ -123,7 +142,7 @@ class AutoregressiveModule(_TrainingModule):
     # -- checkpoints: the vocabulary --------------------------------------------------------------
 
     def _checkpoint_identity(self) -> dict[str, Any]:
-        return {"num_tokens": self.net.num_tokens}
+        return {"num_tokens": self.net.num_tokens, **self._checkpoint_labels()}
 
     def _check_checkpoint_identity(self, info: dict[str, Any]) -> None:
         saved = info.get("num_tokens")
@@ -132,3 +151,4 @@ class AutoregressiveModule(_TrainingModule):
                 f"the checkpoint was trained for {saved} tokens, but the model here predicts "
                 f"{self.net.num_tokens}; build the network with the checkpoint's vocabulary"
             )
+        self._check_checkpoint_labels(info)

@@ -15,10 +15,11 @@ batch themselves, so Lightning never replaces their samplers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -27,6 +28,9 @@ from ddiff.data.tokens import TokenArray, TokenBatch, TokenDataset, windows
 from ddiff.training._seeding import DATA_ORDER, derive_seed
 
 __all__ = ["TokenArray", "TokenBatch", "TokenDataModule", "TokenDataset", "windows"]
+
+TokenLabels = Sequence[int] | Tensor | np.ndarray
+"""One class id per sequence, `[N]`."""
 
 
 class _TrainStream(IterableDataset):
@@ -98,6 +102,11 @@ class TokenDataModule(L.LightningDataModule):
         length: padded length for variable-length data (see `TokenDataset`).
         pad_token: the padding token for variable-length data.
         num_tokens: if given, tokens are checked to lie in `[0, num_tokens)`.
+        train_labels: one class id per training sequence, for label-conditioned training
+            (batches then carry `TokenBatch.labels`); None for unlabelled data.
+        val_labels: the validation sequences' class ids (required with `train_labels` when
+            there is validation data).
+        num_labels: if given, labels are checked to lie in `[0, num_labels)`.
         seed: seed of the training order.
         num_workers: DataLoader worker processes (0: batches are built in the main process).
 
@@ -120,10 +129,19 @@ class TokenDataModule(L.LightningDataModule):
         length: int | None = None,
         pad_token: int = 0,
         num_tokens: int | None = None,
+        train_labels: TokenLabels | None = None,
+        val_labels: TokenLabels | None = None,
+        num_labels: int | None = None,
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
+        if val is not None and (train_labels is None) != (val_labels is None):
+            given = "train_labels" if val_labels is None else "val_labels"
+            raise ValueError(
+                f"only {given} was given: labelled data needs labels for both the training and "
+                "the validation sequences (or neither)"
+            )
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -136,6 +154,8 @@ class TokenDataModule(L.LightningDataModule):
         self.val_batch_size = int(val_batch_size or batch_size)
         self.length, self.pad_token, self.num_tokens = length, pad_token, num_tokens
         self.seed, self.num_workers = seed, num_workers
+        self._train_labels, self._val_labels = train_labels, val_labels
+        self.num_labels = num_labels
         self.train_data: TokenDataset | None = None
         self.val_data: TokenDataset | None = None
 
@@ -146,10 +166,15 @@ class TokenDataModule(L.LightningDataModule):
             "pad_token": self.pad_token,
             "num_tokens": self.num_tokens,
         }
+        kwargs["num_labels"] = self.num_labels
         if self.train_data is None:
-            self.train_data = TokenDataset(self._train_source, name="train", **kwargs)
+            self.train_data = TokenDataset(
+                self._train_source, name="train", labels=self._train_labels, **kwargs
+            )
         if self.val_data is None and self._val_source is not None:
-            self.val_data = TokenDataset(self._val_source, name="val", **kwargs)
+            self.val_data = TokenDataset(
+                self._val_source, name="val", labels=self._val_labels, **kwargs
+            )
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -17,7 +17,13 @@ from ddiff.graphs import Graph
 from ddiff.losses import bound_integrand, likelihood_bound, sample_times
 from ddiff.losses.likelihood import TimeSampling
 from ddiff.schedules import NoiseSchedule
-from ddiff.training._seeding import TRAIN_NOISE, TRAIN_TIMES, VALIDATION, keyed_generator
+from ddiff.training._seeding import (
+    LABEL_DROPOUT,
+    TRAIN_NOISE,
+    TRAIN_TIMES,
+    VALIDATION,
+    keyed_generator,
+)
 from ddiff.training._signature import check_same_graph, graph_signature
 from ddiff.training.data import TokenBatch
 from ddiff.training.ema import EMA
@@ -48,15 +54,53 @@ class _TrainingModule(L.LightningModule, abc.ABC):
     _KIND: ClassVar[str]
     _NUM_VAL_SUMS: ClassVar[int]
 
-    def __init__(self, net: nn.Module, optim: OptimSettings | None) -> None:
+    def __init__(
+        self, net: nn.Module, optim: OptimSettings | None, label_dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        if not 0.0 <= float(label_dropout) <= 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1], got {label_dropout!r}")
         self.net = net
+        self.label_dropout = float(label_dropout)
         self.optim = optim if optim is not None else OptimSettings()
         decay = self.optim.ema_decay
         self.ema = None if decay is None else EMA(net, decay)
         self._val_sums: Tensor | None = None
+
+    @property
+    def num_labels(self) -> int:
+        """Number of class labels the network is conditioned on (0: unconditional)."""
+        return int(getattr(self.net, "num_labels", 0))
+
+    def _drop_labels(self, labels: Tensor, *keys: int) -> Tensor:
+        """Labels with each replaced by the null label (-1) with probability `label_dropout`.
+
+        Classifier-free guidance needs one network that is both conditional and unconditional
+        (Ho & Salimans, *Classifier-Free Diffusion Guidance*, 2022): training on the null label
+        for a fraction of the sequences teaches the unconditional model. The draw is keyed by
+        (seed, step, micro-batch, rank), so a resumed run drops the same labels.
+        """
+        if self.label_dropout == 0.0:
+            return labels
+        g = keyed_generator(*keys)
+        drop = torch.rand(labels.shape[0], generator=g) < self.label_dropout
+        return torch.where(drop.to(labels.device), -1, labels)
+
+    def _checkpoint_labels(self) -> dict[str, Any]:
+        """The label count a checkpoint records (nothing for unconditional models)."""
+        return {"num_labels": self.num_labels} if self.num_labels else {}
+
+    def _check_checkpoint_labels(self, info: dict[str, Any]) -> None:
+        saved = int(info.get("num_labels", 0))
+        if saved != self.num_labels:
+            what = "without labels" if saved == 0 else f"with {saved} labels"
+            here = "no labels" if self.num_labels == 0 else f"{self.num_labels} labels"
+            raise ValueError(
+                f"the checkpoint was trained {what}, but the network here has {here}; build the "
+                "network with the checkpoint's label set (net.labels in its configuration)"
+            )
 
     @property
     def averaged_net(self) -> nn.Module:
@@ -71,7 +115,8 @@ class _TrainingModule(L.LightningModule, abc.ABC):
 
     def training_step(self, batch: TokenBatch | Tensor, batch_idx: int) -> Tensor:
         tokens, lengths = _as_batch(batch)
-        loss = self._step_loss(TokenBatch(tokens, lengths), batch_idx)
+        labels = _labels_of(batch, self.num_labels)
+        loss = self._step_loss(TokenBatch(tokens, lengths, labels), batch_idx)
         self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=tokens.shape[0])
         return loss
 
@@ -223,6 +268,15 @@ class DiffusionModule(_TrainingModule):
         seed: seed of the time and noise draws (>= 0).
         time_sampling: `"stratified"` (default), `"antithetic"` or `"uniform"`.
         val_num_t: times per validation sequence (>= 2 for a standard error).
+        label_dropout: for labelled data and a network with labels (`num_labels > 0`): the
+            probability of training a sequence with the null label instead of its own, which
+            trains the unconditional model that classifier-free guidance needs (0.1 by default;
+            0 trains a purely conditional model). Validation uses the true labels: its bound is
+            then one on $-\log p_\theta(x \mid c)$.
+
+    **Labels.** Batches that carry labels (`TokenBatch.labels`, from `TokenDataModule(...,
+    train_labels=...)`) train `net(x_t, sigma, label=...)`; they need a network with labels, and
+    checkpoints record the number of labels.
 
     Example:
         >>> import torch
@@ -250,12 +304,13 @@ class DiffusionModule(_TrainingModule):
         seed: int = 0,
         time_sampling: TimeSampling = "stratified",
         val_num_t: int = 8,
+        label_dropout: float = 0.1,
     ) -> None:
         if not isinstance(graph, Graph):
             raise TypeError(f"graph must be a ddiff Graph, got {type(graph).__name__}")
         if not isinstance(schedule, NoiseSchedule):
             raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-        super().__init__(net, optim)
+        super().__init__(net, optim, label_dropout)
         states = getattr(net, "num_states", graph.num_states)
         if states != graph.num_states:
             raise ValueError(
@@ -279,9 +334,9 @@ class DiffusionModule(_TrainingModule):
 
     # -- the objective ----------------------------------------------------------------------------
 
-    def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        """Log-scores of the trained (not averaged) network."""
-        return self.net(x_t, sigma)
+    def forward(self, x_t: Tensor, sigma: Tensor, label: Tensor | None = None) -> Tensor:
+        """Log-scores of the trained (not averaged) network (given `label`, if any)."""
+        return self.net(x_t, sigma) if label is None else self.net(x_t, sigma, label=label)
 
     def loss(
         self,
@@ -292,15 +347,27 @@ class DiffusionModule(_TrainingModule):
         """The training loss of a batch at times `t` `[B]`: nats per real token, float32 or wider.
 
         The score entropy is computed in float32 or wider even when the network runs in bf16
-        under autocast.
+        under autocast. A batch with labels is scored with them (no label dropout here).
         """
         tokens, lengths = _as_batch(batch)
-        integrand = bound_integrand(self.net, self.graph, self.schedule, tokens, t, generator)
+        labels = _labels_of(batch, self.num_labels)
+        net = self.net
+        score_fn = net if labels is None else (lambda x, s: net(x, s, label=labels))
+        integrand = bound_integrand(score_fn, self.graph, self.schedule, tokens, t, generator)
         return integrand.sum() / lengths.sum()
 
     def _step_loss(self, batch: TokenBatch, batch_idx: int) -> Tensor:
         t, generator = self._training_draws(batch.tokens.shape[0], batch_idx)
+        if batch.labels is not None:
+            rank, micro = self._rank_and_micro(batch_idx)
+            keys = (self.seed, LABEL_DROPOUT, self.global_step, micro, rank)
+            batch = batch._replace(labels=self._drop_labels(batch.labels, *keys))
         return self.loss(batch, t, generator)
+
+    def _rank_and_micro(self, batch_idx: int) -> tuple[int, int]:
+        if self._trainer is None:
+            return 0, batch_idx
+        return self.global_rank, batch_idx % self.trainer.accumulate_grad_batches
 
     def _training_draws(self, batch: int, batch_idx: int) -> tuple[Tensor, torch.Generator]:
         rank, world, accumulate = 0, 1, 1
@@ -320,27 +387,33 @@ class DiffusionModule(_TrainingModule):
 
     def validation_step(self, batch: TokenBatch | Tensor, batch_idx: int) -> None:
         tokens, lengths = _as_batch(batch)
+        labels = _labels_of(batch, self.num_labels)
         generator = keyed_generator(
             self.seed, VALIDATION, self.global_rank, batch_idx, device=self.device
         )
-        bound = likelihood_bound(
-            self.averaged_net,
-            self.graph,
-            self.schedule,
-            tokens,
-            num_t=self.val_num_t,
-            generator=generator,
-            batch_size=tokens.shape[0],
-        )
-        variance = (bound.stderr**2).sum() if self.val_num_t > 1 else torch.zeros(())
-        sums = torch.stack(
-            [
-                bound.nats.sum(),
-                bound.prior.sum(),
-                lengths.sum().to(torch.float64),
-                variance.to(torch.float64).to(bound.nats.device),
+        net = self.averaged_net
+        # One group per label (the bound's score calls see sub-batches of the rows).
+        groups: list[tuple[Any, Tensor]] = [(net, tokens)]
+        if labels is not None:
+            groups = [
+                (_Bound(net, int(c)), tokens[labels == c]) for c in torch.unique(labels).tolist()
             ]
-        )
+        nats = prior = variance = torch.zeros((), dtype=torch.float64, device=tokens.device)
+        for score_fn, rows in groups:
+            bound = likelihood_bound(
+                score_fn,
+                self.graph,
+                self.schedule,
+                rows,
+                num_t=self.val_num_t,
+                generator=generator,
+                batch_size=tokens.shape[0],
+            )
+            nats = nats + bound.nats.sum().to(torch.float64)
+            prior = prior + bound.prior.sum().to(torch.float64)
+            if self.val_num_t > 1:
+                variance = variance + (bound.stderr**2).sum().to(torch.float64)
+        sums = torch.stack([nats, prior, lengths.sum().to(torch.float64).to(nats.device), variance])
         self._add_validation_sums(sums)
 
     def _validation_metrics(self, sums: list[float]) -> dict[str, float]:
@@ -359,10 +432,32 @@ class DiffusionModule(_TrainingModule):
     _KIND = "diffusion"
 
     def _checkpoint_identity(self) -> dict[str, Any]:
-        return {"graph": graph_signature(self.graph)}
+        return {"graph": graph_signature(self.graph), **self._checkpoint_labels()}
 
     def _check_checkpoint_identity(self, info: dict[str, Any]) -> None:
         check_same_graph(info["graph"], self.graph, "the checkpoint")
+        self._check_checkpoint_labels(info)
+
+
+class _Bound:
+    """`net(x_t, sigma, label=c)` for a whole (sub-)batch: one label, any number of rows."""
+
+    def __init__(self, net: nn.Module, label: int) -> None:
+        self.net, self.label = net, label
+
+    def __call__(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        return self.net(x_t, sigma, label=self.label)
+
+
+def _labels_of(batch: TokenBatch | Tensor, num_labels: int) -> Tensor | None:
+    """The batch's labels (None for unlabelled batches), refused by a network without labels."""
+    labels = batch.labels if isinstance(batch, TokenBatch) else None
+    if labels is not None and num_labels == 0:
+        raise ValueError(
+            "the data carry labels but the network was built without them; build it with "
+            "num_labels = C (net.labels in a run configuration), or train on unlabelled data"
+        )
+    return labels
 
 
 def _as_batch(batch: TokenBatch | Tensor) -> tuple[Tensor, Tensor]:
