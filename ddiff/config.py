@@ -344,6 +344,10 @@ class TransformerNetConfig(_Config):
     Sizes left out (None) come from the preset, or from the constructor's defaults without one.
     `parameterization: auto` picks `scaled_absorbing` for absorbing graphs (SEDD's choice: the
     network only models the clean token's distribution) and `log_score` otherwise.
+
+    `labels` (names of the class labels, e.g. `[promoter, gene]`) makes a label-conditioned
+    network with `num_labels = len(labels)`: label id k is `labels[k]`. The names are saved with
+    the weights and checked when they are loaded (`ddiff.pretrained`).
     """
 
     kind: Literal["transformer"] = "transformer"
@@ -355,6 +359,17 @@ class TransformerNetConfig(_Config):
     mlp_ratio: float | None = Field(default=None, gt=0)
     dropout: float | None = Field(default=None, ge=0, lt=1)
     parameterization: Literal["log_score", "scaled_absorbing", "auto"] = "auto"
+    labels: tuple[str, ...] | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _check_label_names(value, "net.labels")
+
+    @property
+    def num_labels(self) -> int:
+        """Number of class labels (0 without `labels`)."""
+        return 0 if self.labels is None else len(self.labels)
 
     def build(self, graph: Graph) -> nn.Module:
         """The network for `graph` (its `num_states`, and the parameterisation chosen here)."""
@@ -381,11 +396,27 @@ class TransformerNetConfig(_Config):
             for name in ("dim", "depth", "heads", "cond_dim", "mlp_ratio", "dropout")
             if getattr(self, name) is not None
         }
+        if self.num_labels:  # only then: configurations without labels build as before
+            sizes["num_labels"] = self.num_labels
         if self.preset is not None:
             return TransformerScoreNet.from_preset(
                 self.preset, graph.num_states, parameterization=param, **sizes
             )
         return TransformerScoreNet(graph.num_states, parameterization=param, **sizes)
+
+
+def _check_label_names(value: tuple[str, ...] | None, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if len(value) < 1 or any(not name or name != name.strip() for name in value):
+        raise ValueError(
+            f"{where} must list one or more non-empty label names without surrounding spaces, "
+            f"got {list(value)}"
+        )
+    repeated = sorted({name for name in value if value.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{where} names each label once; repeated: {repeated}")
+    return value
 
 
 NetConfig = Annotated[TransformerNetConfig, Field(discriminator="kind")]
@@ -458,6 +489,8 @@ class TrainConfig(_Config):
         accelerator, devices, num_nodes, strategy: where to run (Lightning's meanings).
         num_workers: DataLoader worker processes.
         deterministic: `torch.use_deterministic_algorithms` (GPU kernels; CPU is already).
+        label_dropout: for labelled data: the probability of training a sequence with the null
+            label (the unconditional model classifier-free guidance needs).
     """
 
     seed: int = Field(default=0, ge=0)
@@ -478,6 +511,7 @@ class TrainConfig(_Config):
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"
     num_workers: int = Field(default=0, ge=0)
     deterministic: bool = False
+    label_dropout: float = Field(default=0.1, ge=0, le=1)
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -532,16 +566,21 @@ class NpyDataConfig(_Config):
     `tokens` (1-D, all sequences concatenated) and `offsets` (1-D, N + 1 start positions) for
     variable-length sequences, padded with `pad_token` to `length` (see
     `ddiff.data.tokens` for the padding policy). Relative paths are relative to the YAML file.
+
+    For label-conditioned training, `train_labels` and `val_labels` are 1-D integer `.npy`
+    files with one class id per sequence (ids index `net.labels`).
     """
 
     kind: Literal["npy"] = "npy"
     train: Path
     val: Path | None = None
+    train_labels: Path | None = None
+    val_labels: Path | None = None
     window: int | None = Field(default=None, ge=1)
     length: int | None = Field(default=None, ge=1)
     pad_token: int = Field(default=0, ge=0)
 
-    @field_validator("train", "val")
+    @field_validator("train", "val", "train_labels", "val_labels")
     @classmethod
     def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         base = (info.context or {}).get("base_dir")
@@ -588,9 +627,26 @@ class NpyDataConfig(_Config):
             val_batch_size=val_batch_size,
             length=self.length,
             pad_token=self.pad_token,
+            train_labels=self._load_labels(self.train_labels),
+            val_labels=self._load_labels(self.val_labels),
             seed=seed,
             num_workers=num_workers,
         )
+
+    def _load_labels(self, path: Path | None) -> Any:
+        import numpy as np
+
+        if path is None:
+            return None
+        if not path.is_file():
+            raise FileNotFoundError(f"label file not found: {path}")
+        labels = np.load(path, allow_pickle=False)
+        if labels.ndim != 1:
+            raise ValueError(
+                f"{path}: labels must be a 1-D array of class ids (one per sequence), got shape "
+                f"{list(labels.shape)}"
+            )
+        return labels
 
 
 DataConfig = Annotated[MarkovDataConfig | NpyDataConfig, Field(discriminator="kind")]
@@ -766,6 +822,12 @@ class RunConfig(_Config):
             raise ValueError(
                 f"sampling.kind first_hitting needs graph.kind absorbing, got {self.graph.kind!r}; "
                 "use euler, tau_leaping or analytic"
+            )
+        labelled = isinstance(self.data, NpyDataConfig) and self.data.train_labels is not None
+        if labelled and self.net.num_labels == 0:
+            raise ValueError(
+                "data.train_labels is set but the network has no labels; list the label names "
+                "in net.labels (label id k is the k-th name)"
             )
         if isinstance(self.data, MarkovDataConfig) and self.data.num_tokens != graph.num_tokens:
             raise ValueError(

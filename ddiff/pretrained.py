@@ -119,6 +119,28 @@ class Pretrained:
         """The sampler of the configuration's `sampling` section (steps: `config.sampling.steps`)."""
         return self.config.sampling.build(self.graph, self.schedule)
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The names of the class labels the network is conditioned on (empty: none)."""
+        return _label_names(self.config)
+
+    def label_index(self, name: str) -> int:
+        """The class id of the label `name`, for `net(x_t, sigma, label=...)` and guidance.
+
+        Raises:
+            ValueError: if the model was trained without labels, or does not know `name` (the
+                message lists the names it knows).
+        """
+        labels = self.labels
+        if not labels:
+            raise ValueError(
+                f"this model was trained without labels, so it cannot be guided to {name!r}; "
+                "train a label-conditioned model (net.labels in the run configuration)"
+            )
+        if name not in labels:
+            raise ValueError(f"unknown label {name!r}; this model knows {list(labels)}")
+        return labels.index(name)
+
 
 def save_pretrained(
     model: DiffusionModule | nn.Module, directory: str | os.PathLike[str], config: RunConfig
@@ -138,9 +160,12 @@ def save_pretrained(
     Returns:
         The directory.
 
+    The label names of a label-conditioned network (`config.net.labels`) are recorded in the
+    header too, and must match the network's number of labels.
+
     Raises:
         ValueError: if the configuration builds a different graph than the module's, or a
-            network with another number of states.
+            network with another number of states or labels.
     """
     graph = config.graph.build()
     if isinstance(model, DiffusionModule):
@@ -154,6 +179,13 @@ def save_pretrained(
             f"the network scores {states} states but the configuration's graph has "
             f"{graph.num_states}; save it with the configuration it was built from"
         )
+    labels = _label_names(config)
+    if int(getattr(net, "num_labels", 0)) != len(labels):
+        raise ValueError(
+            f"the network has {int(getattr(net, 'num_labels', 0))} labels but the configuration "
+            f"names {len(labels)} ({list(labels)}); save it with the configuration it was built "
+            "from (net.labels)"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -161,6 +193,8 @@ def save_pretrained(
         "graph": json.dumps(graph_signature(graph), sort_keys=True),
         "net": type(net).__qualname__,
     }
+    if labels:  # only then: unconditional models keep their header
+        metadata["labels"] = json.dumps(list(labels))
     was_training = net.training
     try:
         with atomic_path(directory / WEIGHTS_NAME) as tmp:
@@ -211,6 +245,13 @@ def load_pretrained(
     if metadata.get("format") != _FORMAT or "graph" not in metadata:
         raise ValueError(f"{weights} was not written by ddiff's save_pretrained")
     check_same_graph(json.loads(metadata["graph"]), graph, str(weights))
+    saved_labels = tuple(json.loads(metadata.get("labels", "[]")))
+    if saved_labels != _label_names(config):
+        raise ValueError(
+            f"{weights} was trained with the labels {list(saved_labels)} but "
+            f"{config_file.name} names {list(_label_names(config))} (net.labels); use the "
+            "configuration the weights were saved with"
+        )
     expected = {k: list(v.shape) for k, v in net.state_dict().items()}
     for key, shape in shapes.items():
         if key in expected and expected[key] != shape:
@@ -223,6 +264,12 @@ def load_pretrained(
     except RuntimeError as e:
         raise ValueError(f"{weights} does not fit the network of {config_file.name}: {e}") from e
     return Pretrained(net=net.to(device).eval(), graph=graph, schedule=schedule, config=config)
+
+
+def _label_names(config: RunConfig | ModelConfig) -> tuple[str, ...]:
+    """`config.net.labels` as a tuple (empty without labels, or for other codes' configs)."""
+    labels = getattr(config.net, "labels", None)
+    return tuple(labels) if labels else ()
 
 
 def bits_per_token_from_path(
