@@ -45,7 +45,7 @@ LAYERS: list[set[str]] = [
 """Top to bottom: a node may import from its own layer (without a cycle) and from any below.
 
 `ddiff.testing` sits at the top: shipped test helpers that may use everything and that no
-production module imports. `ddiff.interop` and `ddiff.guidance` are planned (not yet written).
+production module imports.
 """
 
 CORE = set().union(*LAYERS[-3:]) - {"ddiff"}

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ddiff.interop import is_sedd_checkpoint
 from ddiff.io import atomic_path, write_json, write_text
 from ddiff.recipes.config import RecipeError, one_line
 from ddiff.run import CHECKPOINT_DIR, LOG_DIR, PRETRAINED_DIR
@@ -243,7 +244,8 @@ class CheckpointInfo:
 
 
 def locate_checkpoint(path: Path, option: str = "--checkpoint") -> CheckpointInfo:
-    """Resolve a recipe output directory or a `save_pretrained` directory."""
+    """Resolve a recipe output directory, a `save_pretrained` directory, or a checkpoint of the
+    SEDD reference code (`ddiff.interop`: either of its layouts)."""
     if not path.exists():
         raise RecipeError(f"{option} {path}: no such directory")
     if not path.is_dir():
@@ -252,7 +254,7 @@ def locate_checkpoint(path: Path, option: str = "--checkpoint") -> CheckpointInf
             "save_pretrained directory"
         )
     layout = RunDir(path)
-    if (path / "model.safetensors").is_file():
+    if (path / "model.safetensors").is_file() or is_sedd_checkpoint(path):
         pretrained, run_dir = path, None
         if path.name == RunDir.pretrained_name and (path.parent / RunDir.recipe_file).is_file():
             run_dir = path.parent

@@ -56,3 +56,25 @@ def test_dna_evaluate_with_a_sedd_checkpoint(
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     bound = metrics["likelihood"]["diffusion_bound"]
     assert math.isfinite(bound["bits_per_token"]) and bound["bits_per_token"] > 1.5
+
+
+def test_dna_sample_with_a_sedd_checkpoint_in_pytorch_bin_form(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Older hub checkpoints hold `pytorch_model.bin` instead of `model.safetensors`; the
+    recipes' `--checkpoint` finds them too."""
+    checkpoint = sedd_dna_checkpoint(
+        tmp_path / "sedd", "absorb", {"type": "loglinear", "sigma_min": 1e-4, "sigma_max": 20}
+    )
+    weights = checkpoint / "model.safetensors"
+    from safetensors.torch import load_file
+
+    torch.save(load_file(str(weights)), checkpoint / "pytorch_model.bin")
+    weights.unlink()
+    argv = ["sample", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]
+    code, _, err = run_main(
+        "dna", [*argv, "--num-samples", "3", "--steps", "4", "--no-progress"], capsys
+    )
+    assert code == 0, err
+    records = (tmp_path / "out" / "samples.fasta").read_text().count(">")
+    assert records == 3
