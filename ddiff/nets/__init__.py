@@ -11,12 +11,14 @@ A backbone maps noised tokens `x_t` `[B, L]` and total noise `sigma` `[B]` to lo
 
 Networks built with `num_labels = C` are also conditioned on a class label
 (`net(x_t, sigma, label=...)`, `net.bind_label(c)`; `NULL_LABEL` is "no label").
+`NoisyClassifierNet` classifies noised sequences, for classifier guidance.
 `CausalTransformer` is the autoregressive baseline of the same size (the same blocks with a causal
 mask, exact likelihoods). Rotary-embedding helpers live in `ddiff.nets.rotary`.
 """
 
 from ddiff.nets.autoregressive import CausalTransformer
 from ddiff.nets.base import NULL_LABEL, LabelledScoreFn, ScoreNet
+from ddiff.nets.classifier import NoisyClassifierNet
 from ddiff.nets.parameterization import (
     LogScoreParameterization,
     Parameterization,
@@ -30,6 +32,7 @@ __all__ = [
     "CausalTransformer",
     "LabelledScoreFn",
     "LogScoreParameterization",
+    "NoisyClassifierNet",
     "Parameterization",
     "ScaledAbsorbingParameterization",
     "ScoreNet",

@@ -9,6 +9,9 @@ never imports `ddiff.config`: the pieces take objects, not configurations:
 - `AutoregressiveModule(CausalTransformer(...), OptimSettings(...))`: the autoregressive baseline
   of the same size, trained the same way; validation reports its exact NLL in the same unit, and
   `ddiff.eval.bits_per_token` computes it on any held-out set.
+- `ClassifierModule(graph, schedule, NoisyClassifierNet(...))`: a classifier of sequences
+  noised by the same process, for classifier guidance; validation reports held-out accuracy
+  per noise level.
 - `TokenDataModule(train, val, batch_size=...)`: fixed-length windows or variable-length
   sequences (padded with a pad token to a fixed length), resumable order, DDP-aware.
 - `AtomicCheckpointIO`: checkpoints written atomically and read with `weights_only=True`.
@@ -20,6 +23,7 @@ From a configuration: `ddiff.run.train(config, run_dir)` (with `build_trainer`, 
 
 from ddiff.training.autoregressive import AutoregressiveModule
 from ddiff.training.checkpoint import AtomicCheckpointIO
+from ddiff.training.classifier import ClassifierModule
 from ddiff.training.data import TokenBatch, TokenDataModule, TokenDataset, windows
 from ddiff.training.ema import EMA
 from ddiff.training.module import DiffusionModule
@@ -29,6 +33,7 @@ __all__ = [
     "EMA",
     "AtomicCheckpointIO",
     "AutoregressiveModule",
+    "ClassifierModule",
     "DiffusionModule",
     "OptimSettings",
     "TokenBatch",

@@ -33,7 +33,11 @@ _CHECKPOINT_KEY = "ddiff"
 _CHECKPOINT_FORMAT = 1
 # What each kind of checkpoint is loaded with. DiffusionModule checkpoints predate the kind marker
 # and carry none: a checkpoint without one is a diffusion checkpoint.
-_MODULE_OF_KIND = {"diffusion": "DiffusionModule", "autoregressive": "AutoregressiveModule"}
+_MODULE_OF_KIND = {
+    "diffusion": "DiffusionModule",
+    "autoregressive": "AutoregressiveModule",
+    "classifier": "ClassifierModule",
+}
 _UNMARKED_KIND = "diffusion"
 
 

@@ -1,0 +1,135 @@
+"""A classifier of noised sequences, $p_\\phi(c \\mid x_t)$, for classifier guidance."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ddiff._checks import batch_sigma, check_token_batch
+from ddiff.nets.transformer import PRESETS, _check_sizes, _SigmaEmbedding, _Trunk
+
+
+class NoisyClassifierNet(nn.Module):
+    r"""A transformer classifier of noised sequences: logits of $p_\phi(c \mid x_t, \bar\sigma)$.
+
+    Classifier guidance needs the label's probability given the *noised* sequence,
+    $p(c \mid x_t) = \sum_{x_0} p(c \mid x_0)\, p(x_0 \mid x_t)$, at every noise level a sampler
+    visits (Dhariwal & Nichol 2021; for discrete diffusion Nisonoff et al. 2024 and Schiff et
+    al. 2024). This network is trained for it by cross-entropy on sequences noised by the same
+    graph and schedule as the diffusion model (`ddiff.training.ClassifierModule`), whose
+    minimiser is exactly that $p(c \mid x_t)$.
+
+    It is `TransformerScoreNet`'s encoder: token embedding (MASK included), the same noise
+    embedding of $\log\bar\sigma$ and adaLN-Zero blocks with rotary positions, the final
+    modulated LayerNorm and a zero-initialised linear head to C outputs per position, averaged
+    over positions (an untrained classifier returns the uniform law).
+
+    **One-hot input.** `x_t` may also be a float tensor `[B, L, S]` (one-hot rows, or any
+    point of the simplex): the embedding is then `x_t @ embedding.weight`, which equals the
+    lookup on one-hot rows and is differentiable in `x_t`, as
+    `ddiff.guidance.ClassifierGuidance(mode="first_order")` needs.
+
+    Args:
+        num_states: number of token states S it reads (`graph.num_states`).
+        num_labels: number of classes C (>= 2).
+        dim, depth, heads, cond_dim, mlp_ratio, dropout: sizes, as for `TransformerScoreNet`.
+
+    Example:
+        >>> import torch
+        >>> from ddiff.guidance import select_label
+        >>> from ddiff.nets import NoisyClassifierNet
+        >>> _ = torch.manual_seed(0)
+        >>> net = NoisyClassifierNet.from_preset("tiny", num_states=5, num_labels=2)
+        >>> x_t, sigma = torch.tensor([[4, 1, 4]]), torch.tensor([0.5])
+        >>> with torch.no_grad():
+        ...     net(x_t, sigma)  # zero-initialised head: uniform over the 2 labels
+        tensor([[0., 0.]])
+        >>> with torch.no_grad():  # the one-label classifier guidance takes
+        ...     select_label(net, 1)(x_t, sigma).exp()
+        tensor([0.5000])
+    """
+
+    def __init__(
+        self,
+        num_states: int,
+        num_labels: int,
+        dim: int = 256,
+        depth: int = 4,
+        heads: int = 4,
+        cond_dim: int = 128,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for name, value, low in (("num_states", num_states, 2), ("num_labels", num_labels, 2)):
+            if isinstance(value, bool) or int(value) != value or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        hidden = _check_sizes(dim, depth, heads, cond_dim, mlp_ratio, dropout)
+        self.num_states = int(num_states)
+        self.num_labels = int(num_labels)
+        self.dim, self.depth, self.heads, self.cond_dim = (
+            int(dim),
+            int(depth),
+            int(heads),
+            int(cond_dim),
+        )
+        self.mlp_ratio, self.dropout = float(mlp_ratio), float(dropout)
+        self.embedding = nn.Embedding(self.num_states, self.dim)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        self.sigma_embedding = _SigmaEmbedding(self.cond_dim)
+        self.trunk = _Trunk(
+            self.dim,
+            self.depth,
+            self.heads,
+            self.cond_dim,
+            hidden,
+            self.dropout,
+            self.num_labels,
+            causal=False,
+        )
+
+    @classmethod
+    def from_preset(
+        cls, name: str, num_states: int, num_labels: int, **overrides: Any
+    ) -> NoisyClassifierNet:
+        """A classifier of a named size from `PRESETS` (as `TransformerScoreNet.from_preset`)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(num_states, num_labels, **{**PRESETS[name], **overrides})
+
+    if TYPE_CHECKING:  # `nn.Module.__call__` is untyped.
+
+        def __call__(self, x_t: Tensor, sigma: Tensor | float) -> Tensor: ...
+
+    def forward(self, x_t: Tensor, sigma: Tensor | float) -> Tensor:
+        """Label logits `[B, C]` of `x_t` (LongTensor `[B, L]`, or float one-hot `[B, L, S]`).
+
+        Raises:
+            ValueError: for a bad shape, dtype or token id (the message names the position).
+        """
+        if x_t.is_floating_point():
+            if x_t.dim() != 3 or x_t.shape[-1] != self.num_states or x_t.shape[1] < 1:
+                raise ValueError(
+                    f"a one-hot x_t must have shape [batch, length, {self.num_states}], got "
+                    f"{list(x_t.shape)}"
+                )
+            h = x_t.to(self.embedding.weight.dtype) @ self.embedding.weight
+        else:
+            x_t = check_token_batch(x_t, self.num_states, "x_t", "num_states", "the classifier")
+            h = self.embedding(x_t)
+        sigma = batch_sigma(sigma, h[..., 0])[:, 0]
+        return self.trunk(h, self.sigma_embedding(sigma)).mean(dim=1)
+
+    def log_prob(self, x_t: Tensor, sigma: Tensor | float) -> Tensor:
+        r"""$\log p_\phi(c \mid x_t)$ for every label, `[B, C]` (float32 or wider)."""
+        logits = self(x_t, sigma)
+        return F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_states={self.num_states}, num_labels={self.num_labels}, dim={self.dim}, "
+            f"depth={self.depth}, heads={self.heads}, cond_dim={self.cond_dim}"
+        )
