@@ -374,23 +374,10 @@ class TransformerNetConfig(_Config):
     def build(self, graph: Graph) -> nn.Module:
         """The network for `graph` (its `num_states`, and the parameterisation chosen here)."""
         from ddiff.nets import (
-            LogScoreParameterization,
-            ScaledAbsorbingParameterization,
             TransformerScoreNet,
         )
 
-        choice = self.parameterization
-        if choice == "auto":
-            choice = "scaled_absorbing" if isinstance(graph, AbsorbingGraph) else "log_score"
-        if choice == "scaled_absorbing":
-            if not isinstance(graph, AbsorbingGraph):
-                raise ValueError(
-                    "parameterization 'scaled_absorbing' needs an absorbing graph; use "
-                    "'log_score' or 'auto'"
-                )
-            param: Any = ScaledAbsorbingParameterization(graph)
-        else:
-            param = LogScoreParameterization()
+        param = _parameterization(self.parameterization, graph)
         sizes = {
             name: getattr(self, name)
             for name in ("dim", "depth", "heads", "cond_dim", "mlp_ratio", "dropout")
@@ -419,8 +406,63 @@ def _check_label_names(value: tuple[str, ...] | None, where: str) -> tuple[str, 
     return value
 
 
-NetConfig = Annotated[TransformerNetConfig, Field(discriminator="kind")]
-"""Any network configuration, chosen by `kind` (one backbone so far)."""
+class ConvNetConfig(_Config):
+    """`ConvScoreNet`: dilated convolutions with learned absolute positions (short sequences).
+
+    `max_length` is the longest sequence the position table covers (the DNA recipe's windows
+    are 150 bases). Labels are not supported by this backbone.
+    """
+
+    kind: Literal["conv"] = "conv"
+    max_length: int = Field(default=512, ge=1)
+    dim: int = Field(default=64, ge=1)
+    depth: int = Field(default=6, ge=1)
+    kernel_size: int = Field(default=5, ge=1)
+    cycle: int = Field(default=6, ge=1)
+    cond_dim: int = Field(default=64, ge=1)
+    parameterization: Literal["log_score", "scaled_absorbing", "auto"] = "auto"
+
+    @property
+    def num_labels(self) -> int:
+        """0: the convolutional backbone reads no labels."""
+        return 0
+
+    @property
+    def labels(self) -> None:
+        """None: the convolutional backbone reads no labels."""
+        return None
+
+    def build(self, graph: Graph) -> nn.Module:
+        """The network for `graph` (its `num_states`, and the parameterisation chosen here)."""
+        from ddiff.nets import ConvScoreNet
+
+        sizes = self.model_dump(exclude={"kind", "parameterization"})
+        return ConvScoreNet(
+            graph.num_states,
+            parameterization=_parameterization(self.parameterization, graph),
+            **sizes,
+        )
+
+
+def _parameterization(choice: str, graph: Graph) -> Any:
+    """`auto` picks `scaled_absorbing` for absorbing graphs (SEDD's choice) and `log_score`
+    otherwise; `scaled_absorbing` on another graph is an error that says what to use."""
+    from ddiff.nets import LogScoreParameterization, ScaledAbsorbingParameterization
+
+    if choice == "auto":
+        choice = "scaled_absorbing" if isinstance(graph, AbsorbingGraph) else "log_score"
+    if choice == "scaled_absorbing":
+        if not isinstance(graph, AbsorbingGraph):
+            raise ValueError(
+                "parameterization 'scaled_absorbing' needs an absorbing graph; use "
+                "'log_score' or 'auto'"
+            )
+        return ScaledAbsorbingParameterization(graph)
+    return LogScoreParameterization()
+
+
+NetConfig = Annotated[TransformerNetConfig | ConvNetConfig, Field(discriminator="kind")]
+"""Any network configuration, chosen by `kind`: `transformer` or `conv`."""
 
 
 # -- optimisation ----------------------------------------------------------------------------------

@@ -339,3 +339,27 @@ def test_old_keyword_of_optim_settings_is_deprecated() -> None:
     with pytest.warns(DeprecationWarning, match="adam_eps"):
         settings = OptimSettings(eps=1e-6)
     assert settings == OptimSettings(adam_eps=1e-6)
+
+
+def test_conv_net_config_builds_the_convolutional_backbone() -> None:
+    from ddiff.nets import ConvScoreNet, LogScoreParameterization, ScaledAbsorbingParameterization
+
+    config = RunConfig.model_validate(
+        {
+            "graph": {"kind": "absorbing", "num_tokens": 4},
+            "schedule": {"kind": "loglinear", "survival": 0.0},
+            "net": {"kind": "conv", "max_length": 150, "dim": 32, "depth": 3},
+            "train": {"max_steps": 1},
+        }
+    )
+    net = config.net.build(config.graph.build())
+    assert isinstance(net, ConvScoreNet) and (net.max_length, net.dim, net.depth) == (150, 32, 3)
+    assert isinstance(net.parameterization, ScaledAbsorbingParameterization)
+    uniform = config.model_copy(update={"graph": UniformGraphConfig(num_tokens=4)})
+    assert isinstance(
+        uniform.net.build(uniform.graph.build()).parameterization, LogScoreParameterization
+    )
+    with pytest.raises(ValidationError, match=r"net\.conv\.kernel_sizes"):
+        RunConfig.model_validate(
+            {**config.model_dump(), "net": {"kind": "conv", "kernel_sizes": 3}}
+        )

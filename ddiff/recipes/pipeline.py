@@ -197,16 +197,17 @@ def datamodule(task: Task[Any], config: RecipeConfig, data: DataSplit) -> Any:
     """The `ddiff.training.TokenDataModule` the task's model trains on."""
     from ddiff.training import TokenDataModule
 
-    padding = task.padding(config)
+    length, pad_token = task.padding(config) or (None, 0)
     return TokenDataModule(
         task.training_sequences(config, data),
         data.heldout,
         batch_size=config.train.batch_size,
         val_batch_size=config.train.val_batch_size,
+        length=length,
+        pad_token=pad_token,
         num_tokens=task.num_tokens,
         seed=config.train.seed,
         num_workers=config.train.num_workers,
-        **({} if padding is None else {"length": padding[0], "pad_token": padding[1]}),
     )
 
 

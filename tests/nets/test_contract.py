@@ -15,6 +15,7 @@ import torch
 from ddiff import AbsorbingGraph
 from ddiff.interop import SeddScoreNet
 from ddiff.nets import (
+    ConvScoreNet,
     Parameterization,
     ScaledAbsorbingParameterization,
     ScoreNet,
@@ -33,6 +34,17 @@ EXAMPLES: dict[type[ScoreNet], dict[str, Callable[[], ScoreNet]]] = {
         "transformer-logscore": lambda: TransformerScoreNet.from_preset("tiny", S),
         "transformer-scaled-absorbing": lambda: TransformerScoreNet.from_preset(
             "tiny", S, parameterization=ScaledAbsorbingParameterization(GRAPH)
+        ),
+    },
+    ConvScoreNet: {
+        "conv-logscore": lambda: ConvScoreNet(S, max_length=64, dim=16, depth=3, cond_dim=16),
+        "conv-scaled-absorbing": lambda: ConvScoreNet(
+            S,
+            max_length=64,
+            dim=16,
+            depth=3,
+            cond_dim=16,
+            parameterization=ScaledAbsorbingParameterization(GRAPH),
         ),
     },
     SeddScoreNet: {
