@@ -189,9 +189,7 @@ def markov(args: argparse.Namespace) -> dict[str, Any]:
     fresh = source.sample(args.num, torch.Generator().manual_seed(7))
     out["source samples"] = measure(fresh)
     for label, model in models.items():
-        configs = configurations(
-            model.graph, model.schedule, source.length, grid=[8, 16, 32, 64, 128]
-        )
+        configs = configurations(model.graph, model.schedule, source.length, grid=[8, 32, 128])
         draws = {
             name: _draw(sampler, model.net, args.num, source.length, steps)
             for name, (sampler, steps) in configs.items()
