@@ -158,6 +158,7 @@ class ClassifierGuidance:
             delta = self.log_ratio(x_t, sigma, log_score.shape[-1], active, condition)
         else:
             delta = self.log_ratio_first_order(x_t, sigma, log_score.shape[-1], active, condition)
+            _check_first_order(delta, self.weight)
         dtype = torch.promote_types(log_score.dtype, delta.dtype)
         out = log_score.to(dtype) + self.weight * delta.to(dtype)
         return zero_at_current(out, x_t)
@@ -296,6 +297,21 @@ def _rows(condition: Clamp, rows: Tensor, batch: int) -> Clamp:
     """The condition of the sequences `rows` (a `[len(rows), L]` clamp)."""
     full = condition.expand(batch)
     return Clamp(full.mask[rows], full.tokens[rows])
+
+
+# exp() of a log-ratio above this overflows float32 scores (e^88); no sane ratio comes close.
+_FIRST_ORDER_LIMIT = 80.0
+
+
+def _check_first_order(delta: Tensor, weight: float) -> None:
+    """Refuse a first-order term whose ratio would overflow: the linearisation broke down."""
+    largest = float((weight * delta).abs().max()) if delta.numel() else 0.0
+    if not largest <= _FIRST_ORDER_LIMIT:
+        raise ValueError(
+            f"the first-order guidance term reaches {largest:.3g} in log space (a ratio of "
+            f"e^{largest:.0f}): the classifier is far from linear in its one-hot input here "
+            "(exact noisy classifiers are, near zero noise); use mode='exact'"
+        )
 
 
 def _check_base(base: Tensor, guided: Tensor) -> None:

@@ -316,3 +316,13 @@ def test_dense_graph_is_guided_everywhere() -> None:
     a = ClassifierGuidance(oracle.unconditional, oracle.classifier(0), 2.0)(x_t, sigma)
     b = ClassifierGuidance(oracle.unconditional, oracle.classifier(0), 2.0, graph=graph)(x_t, sigma)
     assert torch.equal(a, b)
+
+
+def test_first_order_refuses_an_overflowing_term() -> None:
+    """Near zero noise the exact classifier's gradient grows like 1 / sigma: the linearisation
+    breaks down and the guidance says to use the exact mode instead of overflowing a sampler."""
+    oracle = problem("uniform")
+    first = ClassifierGuidance(oracle.unconditional, oracle.classifier(1), 1.0, mode="first_order")
+    x_t = oracle.unconditional.sample_data(16, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="use mode='exact'"):
+        first(x_t, torch.full((16,), 1e-6, dtype=F64))
