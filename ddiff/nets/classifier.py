@@ -35,7 +35,12 @@ class NoisyClassifierNet(nn.Module):
     Args:
         num_states: number of token states S it reads (`graph.num_states`).
         num_labels: number of classes C (>= 2).
-        dim, depth, heads, cond_dim, mlp_ratio, dropout: sizes, as for `TransformerScoreNet`.
+        dim: width of the residual stream (as for `TransformerScoreNet`).
+        depth: number of transformer blocks.
+        heads: attention heads; `dim / heads` must be an even integer.
+        cond_dim: width of the noise-conditioning vector.
+        mlp_ratio: MLP hidden width as a multiple of `dim`.
+        dropout: dropout on each block's attention and MLP outputs.
 
     Example:
         >>> import torch
