@@ -30,7 +30,10 @@ COMMANDS = ("all", *pipeline.STAGES)
 
 SAMPLERS = ("euler", "tau_leaping", "analytic", "first_hitting")
 """`--sampler` choices: the `sampling.kind` names of the configuration."""
-_SAMPLER_ALIASES = {"tau-leaping": "tau_leaping"}  # the spelling of earlier releases
+_SAMPLER_ALIASES = {
+    "tau-leaping": "tau_leaping",
+    "first-hitting": "first_hitting",
+}  # hyphenated forms
 
 
 class Recipe:

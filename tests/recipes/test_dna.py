@@ -97,7 +97,7 @@ def test_infill_keeps_every_motif_exactly(dna_run: Path) -> None:
     assert json.loads((dna_run / "metrics.json").read_text())["infill"]["all_exact"]
 
 
-@pytest.mark.parametrize("sampler", ["tau-leaping", "analytic"])
+@pytest.mark.parametrize("sampler", ["tau-leaping", "analytic", "first-hitting"])
 def test_infill_guarantee_for_every_sampler(
     dna_run: Path, tmp_path: Path, sampler: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
