@@ -13,7 +13,13 @@ Subpackages: `ddiff.graphs` (rate matrices, substitution models), `ddiff.schedul
 from ddiff.conditioning import Condition
 from ddiff.graphs import AbsorbingGraph, DenseGraph, Graph, UniformGraph
 from ddiff.nets import ScoreNet, TransformerScoreNet
-from ddiff.samplers import AnalyticSampler, EulerSampler, Sampler, TauLeapingSampler
+from ddiff.samplers import (
+    AnalyticSampler,
+    EulerSampler,
+    FirstHittingSampler,
+    Sampler,
+    TauLeapingSampler,
+)
 from ddiff.schedules import (
     CosineSchedule,
     GeometricSchedule,
@@ -31,6 +37,7 @@ __all__ = [
     "CosineSchedule",
     "DenseGraph",
     "EulerSampler",
+    "FirstHittingSampler",
     "GeometricSchedule",
     "Graph",
     "LogLinearSchedule",

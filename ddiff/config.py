@@ -360,6 +360,9 @@ class TransformerNetConfig(_Config):
     dropout: float | None = Field(default=None, ge=0, lt=1)
     parameterization: Literal["log_score", "scaled_absorbing", "auto"] = "auto"
     labels: tuple[str, ...] | None = None
+    time_conditioning: bool = True
+    """False: a time-agnostic network (RADD), for which samplers' `cache=True` is exact with
+    the scaled-absorbing parameterisation (`docs/samplers.md`)."""
 
     @field_validator("labels")
     @classmethod
@@ -385,6 +388,8 @@ class TransformerNetConfig(_Config):
         }
         if self.num_labels:  # only then: configurations without labels build as before
             sizes["num_labels"] = self.num_labels
+        if not self.time_conditioning:
+            sizes["time_conditioning"] = False
         if self.preset is not None:
             return TransformerScoreNet.from_preset(
                 self.preset, graph.num_states, parameterization=param, **sizes

@@ -363,3 +363,18 @@ def test_conv_net_config_builds_the_convolutional_backbone() -> None:
         RunConfig.model_validate(
             {**config.model_dump(), "net": {"kind": "conv", "kernel_sizes": 3}}
         )
+
+
+def test_time_agnostic_transformer_from_config() -> None:
+    config = RunConfig.model_validate(
+        {
+            "graph": {"kind": "absorbing", "num_tokens": 4},
+            "schedule": {"kind": "loglinear", "survival": 0.0},
+            "net": {"kind": "transformer", "preset": "tiny", "time_conditioning": False},
+            "train": {"max_steps": 1},
+        }
+    )
+    net = config.net.build(config.graph.build())
+    assert net.time_conditioning is False and net.sigma_embedding is None
+    default = config.model_copy(update={"net": TransformerNetConfig(preset="tiny")})
+    assert default.net.build(default.graph.build()).time_conditioning is True
