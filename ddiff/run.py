@@ -109,6 +109,7 @@ def build_module(config: RunConfig) -> DiffusionModule:
         seed=config.train.seed,
         time_sampling=config.train.time_sampling,
         val_num_t=config.train.val_num_t,
+        label_dropout=config.train.label_dropout,
     )
 
 

@@ -235,3 +235,18 @@ def test_autoregressive_module_with_labels() -> None:
         AutoregressiveModule(
             CausalTransformer(4, dim=32, depth=1, heads=2, cond_dim=32)
         ).on_load_checkpoint(saved)
+
+
+def test_run_config_label_dropout_reaches_the_module() -> None:
+    from ddiff.config import RunConfig
+    from ddiff.run import build_module
+
+    config = RunConfig.model_validate(
+        {
+            "graph": {"kind": "absorbing", "num_tokens": 4},
+            "schedule": {"kind": "loglinear", "survival": 0.0},
+            "net": {"kind": "transformer", "preset": "tiny", "labels": ["a", "b"]},
+            "train": {"max_steps": 1, "label_dropout": 0.25},
+        }
+    )
+    assert build_module(config).label_dropout == 0.25
