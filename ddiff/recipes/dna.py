@@ -39,7 +39,13 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from ddiff.conditioning import Motif
-from ddiff.config import AbsorbingGraphConfig, GraphConfig, TrainConfig
+from ddiff.config import (
+    AbsorbingGraphConfig,
+    EulerSamplerConfig,
+    GraphConfig,
+    SamplerConfig,
+    TrainConfig,
+)
 from ddiff.domains import dna
 from ddiff.eval import dna_metrics
 from ddiff.recipes import report
@@ -128,6 +134,8 @@ class DnaRecipeConfig(RecipeConfig):
     recipe: str = "dna"
     graph: GraphConfig = AbsorbingGraphConfig(num_tokens=4)
     train: TrainConfig = cpu_training(2000, every=400)
+    # 32 Euler steps: 3.6x faster than 128 at equal 3-/6-mer JS on this model (docs/samplers.md).
+    sampling: SamplerConfig = EulerSamplerConfig(steps=32)
     generate: GenerateConfig = GenerateConfig(num_samples=256, batch_size=256)
     evaluate: EvaluateConfig = EvaluateConfig(num_t=16)
     data: DnaDataConfig = DnaDataConfig()
