@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddiff.nets.base import ScoreNet
-from ddiff.nets.parameterization import LogScoreParameterization, Parameterization
+from ddiff.nets.parameterization import Parameterization, checked_parameterization
 from ddiff.nets.transformer import _modulate, _SigmaEmbedding
 
 
@@ -94,12 +94,7 @@ class ConvScoreNet(ScoreNet):
             raise ValueError(
                 f"cycle and cond_dim must be positive integers, got {cycle}, {cond_dim}"
             )
-        parameterization = parameterization or LogScoreParameterization()
-        if parameterization.num_states not in (None, num_states):
-            raise ValueError(
-                f"{parameterization!r} scores {parameterization.num_states} states but the network "
-                f"has num_states = {num_states}; build both from the same graph"
-            )
+        parameterization = checked_parameterization(parameterization, num_states)
         self.max_length, self.dim, self.depth = int(max_length), int(dim), int(depth)
         self.kernel_size, self.cycle, self.cond_dim = int(kernel_size), int(cycle), int(cond_dim)
         self.parameterization = parameterization

@@ -162,3 +162,23 @@ class ScaledAbsorbingParameterization(Parameterization):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(AbsorbingGraph({self.graph.num_tokens}))"
+
+
+def checked_parameterization(
+    parameterization: Parameterization | None, num_states: int
+) -> Parameterization:
+    """A backbone's parameterisation: the default log-scores for None, else `parameterization`
+    after checking that it is one and that it scores `num_states` states (the one check every
+    backbone makes, written once)."""
+    if parameterization is None:
+        return LogScoreParameterization()
+    if not isinstance(parameterization, Parameterization):
+        raise TypeError(
+            f"parameterization must be a Parameterization, got {type(parameterization).__name__}"
+        )
+    if parameterization.num_states not in (None, num_states):
+        raise ValueError(
+            f"{parameterization!r} scores {parameterization.num_states} states but the network "
+            f"has num_states = {num_states}; build both from the same graph"
+        )
+    return parameterization

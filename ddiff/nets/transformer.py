@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ddiff.nets._sigma import clamp_sigma
 from ddiff.nets.base import ScoreNet
-from ddiff.nets.parameterization import LogScoreParameterization, Parameterization
+from ddiff.nets.parameterization import Parameterization, checked_parameterization
 from ddiff.nets.rotary import apply_rotary, rotary_cos_sin
 
 PRESETS: Mapping[str, Mapping[str, int]] = MappingProxyType(
@@ -305,17 +305,7 @@ class TransformerScoreNet(ScoreNet):
     ) -> None:
         super().__init__(num_states, num_labels)
         hidden = _check_sizes(dim, depth, heads, cond_dim, mlp_ratio, dropout)
-        if parameterization is None:
-            parameterization = LogScoreParameterization()
-        if not isinstance(parameterization, Parameterization):
-            raise TypeError(
-                f"parameterization must be a Parameterization, got {type(parameterization).__name__}"
-            )
-        if parameterization.num_states not in (None, num_states):
-            raise ValueError(
-                f"{parameterization!r} scores {parameterization.num_states} states but the network "
-                f"has num_states = {num_states}; build both from the same graph"
-            )
+        parameterization = checked_parameterization(parameterization, num_states)
         self.dim = int(dim)
         self.depth = int(depth)
         self.heads = int(heads)
