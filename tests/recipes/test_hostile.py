@@ -240,6 +240,7 @@ def test_unwritable_out_fails_before_any_work(
         "another --out"
     )
     assert "train" not in out  # no stage started
+    assert not (tmp_path / "ro" / "recipe.json").exists()  # nothing of the run was written
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
