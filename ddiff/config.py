@@ -415,7 +415,9 @@ class ConvNetConfig(_Config):
     """`ConvScoreNet`: dilated convolutions with learned absolute positions (short sequences).
 
     `max_length` is the longest sequence the position table covers (the DNA recipe's windows
-    are 150 bases). Labels are not supported by this backbone.
+    are 150 bases); `positions: false` leaves the table out (translation-equivariant blocks).
+    `labels` (names of the class labels) makes a label-conditioned network with
+    `num_labels = len(labels)`, as for the transformer: label id k is `labels[k]`.
     """
 
     kind: Literal["conv"] = "conv"
@@ -425,26 +427,29 @@ class ConvNetConfig(_Config):
     kernel_size: int = Field(default=5, ge=1)
     cycle: int = Field(default=6, ge=1)
     cond_dim: int = Field(default=64, ge=1)
+    positions: bool = True
     parameterization: Literal["log_score", "scaled_absorbing", "auto"] = "auto"
+    labels: tuple[str, ...] | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _check_label_names(value, "net.labels")
 
     @property
     def num_labels(self) -> int:
-        """0: the convolutional backbone reads no labels."""
-        return 0
-
-    @property
-    def labels(self) -> None:
-        """None: the convolutional backbone reads no labels."""
-        return None
+        """Number of class labels (0 without `labels`)."""
+        return 0 if self.labels is None else len(self.labels)
 
     def build(self, graph: Graph) -> nn.Module:
         """The network for `graph` (its `num_states`, and the parameterisation chosen here)."""
         from ddiff.nets import ConvScoreNet
 
-        sizes = self.model_dump(exclude={"kind", "parameterization"})
+        sizes = self.model_dump(exclude={"kind", "parameterization", "labels"})
         return ConvScoreNet(
             graph.num_states,
             parameterization=_parameterization(self.parameterization, graph),
+            num_labels=self.num_labels,
             **sizes,
         )
 

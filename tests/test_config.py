@@ -365,6 +365,28 @@ def test_conv_net_config_builds_the_convolutional_backbone() -> None:
         )
 
 
+def test_conv_net_config_labels_and_positions() -> None:
+    from ddiff.nets import ConvScoreNet
+
+    base = {
+        "graph": {"kind": "absorbing", "num_tokens": 4},
+        "schedule": {"kind": "loglinear", "survival": 0.0},
+        "train": {"max_steps": 1},
+    }
+    net_cfg = {"kind": "conv", "max_length": 16, "dim": 8, "depth": 1, "cond_dim": 8}
+    plain = RunConfig.model_validate({**base, "net": net_cfg})
+    assert (plain.net.num_labels, plain.net.labels) == (0, None)
+    assert plain.net.build(plain.graph.build()).num_labels == 0
+    config = RunConfig.model_validate(
+        {**base, "net": {**net_cfg, "labels": ["promoter", "gene"], "positions": False}}
+    )
+    net = config.net.build(config.graph.build())
+    assert isinstance(net, ConvScoreNet) and net.num_labels == config.net.num_labels == 2
+    assert net.position is None
+    with pytest.raises(ValidationError, match="names each label once"):
+        RunConfig.model_validate({**base, "net": {**net_cfg, "labels": ["a", "a"]}})
+
+
 def test_time_agnostic_transformer_from_config() -> None:
     config = RunConfig.model_validate(
         {

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ddiff.nets.base import ScoreNet
 from ddiff.nets.parameterization import Parameterization, checked_parameterization
-from ddiff.nets.transformer import _modulate, _SigmaEmbedding
+from ddiff.nets.transformer import _embed_label, _label_embedding, _modulate, _SigmaEmbedding
 
 
 class _ConvBlock(nn.Module):
@@ -53,13 +53,23 @@ class ConvScoreNet(ScoreNet):
 
     Args:
         num_states: number of token states S (MASK included for absorbing graphs).
-        max_length: the longest sequence the position table covers.
+        max_length: the longest sequence the position table covers (with `positions=False`
+            there is no table and any length is accepted).
         dim: channels.
         depth: number of residual blocks.
         kernel_size: odd convolution width K.
         cycle: dilations run $1, 2, \dots, 2^{m-1}$ and repeat.
         cond_dim: width of the noise conditioning vector.
         parameterization: maps the head's outputs to log-scores (default: log-scores).
+        positions: add a learned embedding of each absolute position (default). False gives a
+            translation-equivariant network (up to the zero padding at the ends), the ablation
+            of `benchmarks/dna_sweep.py`.
+        num_labels: number of class labels C (0, the default: an unconditional network). With
+            C > 0 a label embedding of C + 1 rows (the last one the null label, `NULL_LABEL`)
+            is added to the noise conditioning vector, $c \leftarrow c + E[\text{label}]$,
+            exactly as in `TransformerScoreNet`; it is built after every other parameter, so
+            an unconditional network's initial weights, for a seed, do not depend on this
+            option's existence.
 
     Example:
         >>> import torch
@@ -83,8 +93,10 @@ class ConvScoreNet(ScoreNet):
         cycle: int = 6,
         cond_dim: int = 64,
         parameterization: Parameterization | None = None,
+        positions: bool = True,
+        num_labels: int = 0,
     ) -> None:
-        super().__init__(num_states)
+        super().__init__(num_states, num_labels)
         for name, value in (("max_length", max_length), ("dim", dim), ("depth", depth)):
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -98,10 +110,14 @@ class ConvScoreNet(ScoreNet):
         self.max_length, self.dim, self.depth = int(max_length), int(dim), int(depth)
         self.kernel_size, self.cycle, self.cond_dim = int(kernel_size), int(cycle), int(cond_dim)
         self.parameterization = parameterization
+        self.positions = bool(positions)
+        # Construction order fixes the initialisation for a given seed: token and position
+        # tables, noise embedding, blocks, final modulation and head, then the label table.
         self.embedding = nn.Embedding(self.num_states, self.dim)
-        self.position = nn.Embedding(self.max_length, self.dim)
+        self.position = nn.Embedding(self.max_length, self.dim) if self.positions else None
         for table in (self.embedding, self.position):
-            nn.init.normal_(table.weight, std=0.02)
+            if table is not None:
+                nn.init.normal_(table.weight, std=0.02)
         self.sigma_embedding = _SigmaEmbedding(self.cond_dim)
         self.blocks = nn.ModuleList(
             _ConvBlock(self.dim, self.kernel_size, 2 ** (k % self.cycle), self.cond_dim)
@@ -113,16 +129,28 @@ class ConvScoreNet(ScoreNet):
         for layer in (self.final_modulation, self.head):  # an untrained net outputs zeros
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        # Last: the parameters above are drawn exactly as in a network without labels.
+        self.label_embedding = _label_embedding(self.num_labels, self.cond_dim)
 
     def _forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        return self._scores(x_t, sigma, None)
+
+    def _forward_labelled(self, x_t: Tensor, sigma: Tensor, label: Tensor) -> Tensor:
+        return self._scores(x_t, sigma, label)
+
+    def _scores(self, x_t: Tensor, sigma: Tensor, label: Tensor | None) -> Tensor:
         length = x_t.shape[1]
-        if length > self.max_length:
-            raise ValueError(
-                f"x_t has length {length}, longer than max_length = {self.max_length} of the "
-                "position table; build the network with a larger max_length"
-            )
-        h = self.embedding(x_t) + self.position.weight[:length]
+        h = self.embedding(x_t)
+        if self.position is not None:
+            if length > self.max_length:
+                raise ValueError(
+                    f"x_t has length {length}, longer than max_length = {self.max_length} of "
+                    "the position table; build the network with a larger max_length"
+                )
+            h = h + self.position.weight[:length]
         c = self.sigma_embedding(sigma)
+        if self.label_embedding is not None:
+            c = c + _embed_label(self.label_embedding, label, x_t.shape[0]).to(c.dtype)
         for block in self.blocks:
             h = block(h, c)
         shift, scale = self.final_modulation(c)[:, None].chunk(2, -1)
@@ -133,4 +161,6 @@ class ConvScoreNet(ScoreNet):
         return (
             f"num_states={self.num_states}, max_length={self.max_length}, dim={self.dim}, "
             f"depth={self.depth}, kernel_size={self.kernel_size}, cycle={self.cycle}"
+            + ("" if self.positions else ", positions=False")
+            + (f", num_labels={self.num_labels}" if self.num_labels else "")
         )

@@ -44,6 +44,17 @@ def test_absolute_positions_are_seen() -> None:
     assert not torch.allclose(out[10], out[11])
 
 
+def test_without_positions_the_blocks_are_translation_equivariant() -> None:
+    """`positions=False`: no position table, any length, and a constant sequence gets the same
+    scores wherever the zero padding at the ends is out of reach."""
+    torch.manual_seed(0)
+    net = _trained_looking(ConvScoreNet(4, max_length=8, dim=8, depth=1, cond_dim=8, positions=False))  # fmt: skip
+    assert net.position is None and "position.weight" not in net.state_dict()
+    out = net(torch.zeros(1, 32, dtype=torch.long), torch.tensor([1.0]))[0]
+    torch.testing.assert_close(out[10], out[11])
+    assert "positions=False" in repr(net)
+
+
 def test_errors() -> None:
     net = ConvScoreNet(4, max_length=8, dim=8, depth=1, cond_dim=8)
     with pytest.raises(ValueError, match="longer than max_length = 8"):

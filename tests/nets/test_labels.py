@@ -11,6 +11,7 @@ from ddiff import AbsorbingGraph
 from ddiff.nets import (
     NULL_LABEL,
     CausalTransformer,
+    ConvScoreNet,
     ScaledAbsorbingParameterization,
     TransformerScoreNet,
 )
@@ -24,6 +25,15 @@ def score_net(num_labels: int, seed: int = 0) -> TransformerScoreNet:
     return TransformerScoreNet.from_preset(
         "tiny", GRAPH.num_states, parameterization=param, num_labels=num_labels
     )
+
+
+def conv_net(num_labels: int, seed: int = 0) -> ConvScoreNet:
+    torch.manual_seed(seed)
+    param = ScaledAbsorbingParameterization(GRAPH)
+    return ConvScoreNet(
+        GRAPH.num_states, max_length=8, dim=16, depth=2, cond_dim=16, parameterization=param,
+        num_labels=num_labels,
+    )  # fmt: skip
 
 
 def ar_net(num_labels: int, seed: int = 0) -> CausalTransformer:
@@ -40,7 +50,7 @@ def perturb(net: nn.Module) -> nn.Module:
     return net.eval()
 
 
-@pytest.mark.parametrize("build", [score_net, ar_net])
+@pytest.mark.parametrize("build", [score_net, conv_net, ar_net])
 def test_unconditional_parameters_do_not_depend_on_the_label_option(build) -> None:  # type: ignore[no-untyped-def]
     """The label embedding is built last: every other tensor is drawn as without labels, and a
     network without labels has no label tensor at all (old checkpoints load unchanged)."""
@@ -52,8 +62,9 @@ def test_unconditional_parameters_do_not_depend_on_the_label_option(build) -> No
         assert torch.equal(value, labelled[key]), key
 
 
-def test_score_net_label_changes_the_scores_and_null_is_the_default() -> None:
-    net = perturb(score_net(3))
+@pytest.mark.parametrize("build", [score_net, conv_net])
+def test_score_net_label_changes_the_scores_and_null_is_the_default(build) -> None:  # type: ignore[no-untyped-def]
+    net = perturb(build(3))
     x_t = torch.tensor([[4, 1, 4, 0], [4, 4, 2, 3]])
     sigma = torch.tensor([0.5, 1.5])
     with torch.no_grad():
@@ -81,7 +92,7 @@ def test_ar_label_changes_the_likelihood_and_null_is_the_default() -> None:
     assert ar_net(2).num_parameters() > ar_net(0).num_parameters()
 
 
-@pytest.mark.parametrize("build", [score_net, ar_net])
+@pytest.mark.parametrize("build", [score_net, conv_net, ar_net])
 def test_label_errors_say_what_to_do(build) -> None:  # type: ignore[no-untyped-def]
     def call(net: nn.Module, label: object) -> None:
         if isinstance(net, CausalTransformer):
@@ -99,16 +110,18 @@ def test_label_errors_say_what_to_do(build) -> None:  # type: ignore[no-untyped-
         call(build(3), 0.5)
 
 
-def test_bind_label_checks_the_label() -> None:
+@pytest.mark.parametrize("build", [score_net, conv_net])
+def test_bind_label_checks_the_label(build) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="built without labels"):
-        score_net(0).bind_label(1)
+        build(0).bind_label(1)
     with pytest.raises(ValueError, match="outside"):
-        score_net(2).bind_label(5)
-    assert "label 1" in repr(score_net(2).bind_label(1))
+        build(2).bind_label(5)
+    assert "label 1" in repr(build(2).bind_label(1))
 
 
-def test_labelled_network_runs_under_bf16_autocast() -> None:
-    net = perturb(score_net(2))
+@pytest.mark.parametrize("build", [score_net, conv_net])
+def test_labelled_network_runs_under_bf16_autocast(build) -> None:  # type: ignore[no-untyped-def]
+    net = perturb(build(2))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = net(torch.tensor([[4, 1, 4]]), torch.tensor([0.5]), label=1)
     assert out.shape == (1, 3, 5)
