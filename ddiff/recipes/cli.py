@@ -128,6 +128,24 @@ class Recipe:
             metavar="KEY=VALUE",
             help="override any config key, e.g. --set net.dim=128 (VALUE parsed as YAML)",
         )
+        p.add_argument(
+            "--label",
+            metavar="NAME",
+            help="sample and infill: generate this label of a label-conditioned model",
+        )
+        p.add_argument(
+            "--guidance",
+            choices=("free", "classifier"),
+            help="with --label: classifier-free guidance or the run's noisy classifier "
+            "(default: free)",
+        )
+        p.add_argument(
+            "--guidance-weight",
+            type=float,
+            metavar="W",
+            help="with --label: 0 is the unconditional model, 1 the conditional one, above 1 "
+            "sharper (default 1)",
+        )
         option, metavar, _ = task.motif_option
         p.add_argument(
             option,
@@ -177,6 +195,13 @@ class Recipe:
         if args.seed is not None:
             for key in ("train.seed", "generate.seed", "evaluate.seed"):
                 overrides[key] = args.seed
+        for option, key in (
+            ("label", "guidance.label"),
+            ("guidance", "guidance.kind"),
+            ("guidance_weight", "guidance.weight"),
+        ):
+            if getattr(args, option, None) is not None:
+                overrides[key] = getattr(args, option)
         if args.no_progress:
             overrides["runtime.progress"] = False
         if args.data is not None:
@@ -252,6 +277,27 @@ class Recipe:
                     raise RecipeError(
                         f"{option} applies to infill (and to all); {command} fixes no tokens"
                     )
+        if command in ("train", "evaluate"):
+            for name, option in (
+                ("label", "--label"),
+                ("guidance", "--guidance"),
+                ("guidance_weight", "--guidance-weight"),
+            ):
+                if given(name):
+                    why = (
+                        "evaluate compares every label, both guidances and the weights of "
+                        "guidance.sweep_weights"
+                        if command == "evaluate"
+                        else "train fits the label-conditioned model and its classifier for "
+                        "every label"
+                    )
+                    raise RecipeError(f"{option} applies to sample and infill (and all); {why}")
+        weight = getattr(args, "guidance_weight", None)
+        if weight is not None and not weight >= 0:
+            raise RecipeError(
+                f"--guidance-weight {weight:g}: the weight must be >= 0 (0: the unconditional "
+                "model, 1: the conditional one, above 1: sharper than it)"
+            )
         if given("overwrite") and command not in ("sample", "infill"):
             raise RecipeError("--overwrite is for sample and infill (training never overwrites)")
 
@@ -281,6 +327,11 @@ class Recipe:
         elif args.resume and out.recipe.is_file():
             recorded = self._recorded(read_json(out.recipe), out.root)
         config = self.resolve_config(args, recorded)
+        steer = args.guidance is not None or args.guidance_weight is not None
+        if steer and config.guidance.label is None:
+            raise RecipeError(
+                "--guidance and --guidance-weight steer towards a label: give --label NAME too"
+            )
         run = pipeline.Run(task, config, out, checkpoint, bool(args.resume), command)
         # Check every input before the first long stage, so that a typo fails in a second.
         if command in ("all", "infill"):
@@ -288,8 +339,11 @@ class Recipe:
         if command in ("all", "train"):
             out.check_fresh_for_training(run.resume)
             run.check_trainable()
+            run.check_label()
         else:
-            run.model()
+            pre = run.model()
+            if command in ("sample", "infill"):
+                run.score_function(pre)  # an unknown label, no classifier ...
             if command == "evaluate" and args.data is not None:
                 run.data()
         for stage in ("sample", "infill"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -108,6 +108,70 @@ class EvaluateConfig(Section):
     seed: int = Field(default=0, ge=0)
 
 
+class ClassifierConfig(Section):
+    """The noisy classifier p(c | x_t) that classifier guidance follows.
+
+    `train` fits it after the diffusion model when the data carry labels
+    (`ddiff.training.ClassifierModule`: cross-entropy on sequences noised by the model's own
+    graph and schedule, the recipe's `optim` settings and seed) and saves it in
+    `OUT/classifier/`.
+
+    Attributes:
+        dim: width of the `ddiff.nets.NoisyClassifierNet`.
+        depth: its number of transformer blocks.
+        heads: its attention heads.
+        cond_dim: width of its noise conditioning.
+        max_steps: training steps (0: no classifier; `--guidance classifier` then refuses).
+        batch_size: sequences per step.
+    """
+
+    dim: int = Field(default=64, ge=2)
+    depth: int = Field(default=2, ge=1)
+    heads: int = Field(default=2, ge=1)
+    cond_dim: int = Field(default=64, ge=1)
+    max_steps: int = Field(default=600, ge=0)
+    batch_size: int = Field(default=32, ge=1)
+
+
+class GuidanceConfig(Section):
+    """Steering a label-conditioned model towards one label (`ddiff.guidance`).
+
+    `sample` and `infill` generate the label `label` (None: the unconditional model) with
+    classifier-free guidance (`kind: free`: the conditional and unconditional scores of the
+    one network mixed with `weight`) or classifier guidance (`kind: classifier`: the
+    unconditional scores tilted by the trained noisy classifier). Weight 0 is the
+    unconditional model, 1 the conditional law, above 1 sharper than it. `evaluate` of a
+    labelled model sweeps every label, both kinds and `sweep_weights`, and judges the samples
+    with a k-mer classifier trained on real data only (`ddiff.eval.KmerJudge`).
+
+    Attributes:
+        label: the label name to generate (`--label`); None: unconditional.
+        kind: `free` or `classifier` (`--guidance`).
+        weight: the guidance weight, >= 0 (`--guidance-weight`).
+        mode: how classifier guidance evaluates the classifier's change of a single-token
+            move: `first_order` (one gradient per step; the default, because `exact` calls the
+            classifier on every single-token neighbour: ~40 s per step for 64 windows of 150 bp
+            on one thread) or `exact`.
+        sweep_weights: the weights `evaluate` compares.
+        sweep_samples: sequences per label, kind and weight in that comparison.
+        classifier: the classifier `train` fits on labelled data.
+    """
+
+    label: str | None = None
+    kind: Literal["free", "classifier"] = "free"
+    weight: float = Field(default=1.0, ge=0)
+    mode: Literal["first_order", "exact"] = "first_order"
+    sweep_weights: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
+    sweep_samples: int = Field(default=256, ge=2)
+    classifier: ClassifierConfig = ClassifierConfig()
+
+    @model_validator(mode="after")
+    def _valid_weights(self) -> GuidanceConfig:
+        if not self.sweep_weights or any(w < 0 for w in self.sweep_weights):
+            raise ValueError("sweep_weights must be a non-empty list of weights >= 0")
+        return self
+
+
 class RecipeConfig(Section):
     """The sections of a `ddiff.config.RunConfig` (minus `data`) plus the recipe's own.
 
@@ -128,6 +192,7 @@ class RecipeConfig(Section):
     runtime: RuntimeConfig = RuntimeConfig(threads=1, train_time_limit_s=300.0)
     generate: GenerateConfig = GenerateConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    guidance: GuidanceConfig = GuidanceConfig()
 
     name: ClassVar[str] = ""  # the recipe's name, e.g. "dna"
     num_tokens: ClassVar[int | None] = None  # the data alphabet the graph must have

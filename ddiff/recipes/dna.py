@@ -88,6 +88,10 @@ class DnaDataConfig(Section):
         reverse_complement: also train on the reverse complement of every training window
             (for unoriented data; the shipped promoters are oriented towards their gene).
         seed: seeds the record split.
+        labelled: train a label-conditioned model on the shipped labelled windows: the
+            promoter windows (label `promoter`) and as many 150 bp windows inside genes (label
+            `gene`), split by the same genome coordinates (`ddiff.domains.dna.load_labelled`);
+            `net.labels` is then `[promoter, gene]`, and `train` fits a noisy classifier too.
     """
 
     path: ConfigPath | None = None
@@ -98,6 +102,21 @@ class DnaDataConfig(Section):
     heldout_fraction: float = Field(default=0.1, gt=0, lt=1)
     reverse_complement: bool = False
     seed: int = Field(default=0, ge=0)
+    labelled: bool = False
+
+    @model_validator(mode="after")
+    def _labelled_data(self) -> DnaDataConfig:
+        if self.labelled and self.path is not None:
+            raise ValueError(
+                "labelled: the labelled windows are the shipped ones; unset data.path (labelled "
+                "FASTA files of your own are not supported yet)"
+            )
+        if self.labelled and self.reverse_complement:
+            raise ValueError(
+                "labelled: the labelled windows are oriented (promoters towards their gene, gene "
+                "windows on the coding strand); unset reverse_complement"
+            )
+        return self
 
 
 class MotifConfig(Section):
@@ -140,6 +159,23 @@ class DnaRecipeConfig(RecipeConfig):
     evaluate: EvaluateConfig = EvaluateConfig(num_t=16)
     data: DnaDataConfig = DnaDataConfig()
     infill: DnaInfillConfig = DnaInfillConfig()
+
+    @model_validator(mode="after")
+    def _labels_of_the_data(self) -> DnaRecipeConfig:
+        """Labelled data name the network's labels (`net.labels` may be left out)."""
+        names = self.net.labels
+        if self.data.labelled and names is None:
+            object.__setattr__(self, "net", self.net.model_copy(update={"labels": dna.LABELS}))
+        elif self.data.labelled and tuple(names) != dna.LABELS:
+            raise ValueError(
+                f"net.labels: the labelled windows carry {list(dna.LABELS)} (in that order), "
+                f"got {list(names)}"
+            )
+        elif not self.data.labelled and names is not None:
+            raise ValueError(
+                "net.labels: a label-conditioned network needs labelled data (data.labelled: true)"
+            )
+        return self
 
 
 class DnaTask(Task[DnaRecipeConfig]):
@@ -204,6 +240,25 @@ class DnaTask(Task[DnaRecipeConfig]):
             "split": "by genome coordinate (domains/dna/README.md)",
             "length": cfg.length,
         }
+        if cfg.labelled:
+            (train, train_labels), (held, held_labels) = map(
+                dna.load_labelled, ("train", "heldout")
+            )
+            provenance["source"] = (
+                "shipped: E. coli 536 promoter and gene windows (ddiff.domains.dna.load_labelled)"
+            )
+            provenance["labels"] = {
+                name: [int((train_labels == c).sum()), int((held_labels == c).sum())]
+                for c, name in enumerate(dna.LABELS)
+            }
+            return DataSplit(
+                train[:, -cfg.length :].contiguous(),
+                held[:, -cfg.length :].contiguous(),
+                provenance,
+                dna.LABELS,
+                train_labels,
+                held_labels,
+            )
         train = dna.load_promoters("train")[:, -cfg.length :].contiguous()
         held = dna.load_promoters("heldout")[:, -cfg.length :].contiguous()
         return DataSplit(train, held, provenance)

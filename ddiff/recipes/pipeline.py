@@ -25,7 +25,7 @@ from ddiff.eval import bits_per_token
 from ddiff.eval.baselines import MarkovChain
 from ddiff.eval.statistics import paired_difference, subsample
 from ddiff.io import atomic_path
-from ddiff.recipes import report
+from ddiff.recipes import guided, report
 from ddiff.recipes.config import RecipeConfig, RecipeError, one_line
 from ddiff.recipes.rundir import CheckpointInfo, RunDir, locate_checkpoint, read_json, write_json
 from ddiff.recipes.task import DataSplit, Evaluation, Role, Sequences, Task, count, select
@@ -117,6 +117,19 @@ class Run:
             )
         return pre
 
+    def score_function(self, pre: Any) -> tuple[Any, dict[str, Any] | None]:
+        """What `sample` and `infill` draw with: the model, or the guided label of `--label`
+        (checked: a labelled model that knows the label, a classifier for `classifier`)."""
+        run_dir = self.checkpoint.run_dir if self.checkpoint is not None else self.out.root
+        return guided.score_function(pre, self.config.guidance, run_dir)
+
+    def check_label(self) -> None:
+        """Before training: the `--label` of a later stage must be one of the data's labels."""
+        name, labels = self.config.guidance.label, self.data().labels
+        if name is not None and name not in labels:
+            known = f"the data's labels are {list(labels)}" if labels else "the data carry none"
+            raise RecipeError(f"--label {name}: not a label of the training data ({known})")
+
     def check_trainable(self) -> None:
         """At least one batch of training sequences."""
         num, batch = count(self.data().train), self.config.train.batch_size
@@ -191,6 +204,13 @@ def train(run: Run) -> None:
     }
     write_json(out.recipe, record)
     run.timings["train"] = seconds
+    if data.labels:
+        print(f"train: the noisy classifier of {list(data.labels)} (classifier guidance)")
+        classifier = guided.train_classifier(task, config, data, out.root, run.resume)
+        if classifier is not None:
+            record["classifier"] = classifier
+            write_json(out.recipe, record)
+            run.timings["train_classifier"] = classifier["seconds"]
 
 
 def datamodule(task: Task[Any], config: RecipeConfig, data: DataSplit) -> Any:
@@ -208,6 +228,8 @@ def datamodule(task: Task[Any], config: RecipeConfig, data: DataSplit) -> Any:
         num_tokens=task.num_tokens,
         seed=config.train.seed,
         num_workers=config.train.num_workers,
+        train_labels=data.train_labels,
+        val_labels=data.heldout_labels,
     )
 
 
@@ -253,37 +275,21 @@ def kept_motifs(rows: Tensor, clamp: Clamp) -> Tensor:
 def _generate(run: Run, stage: str, condition: Clamp | None, seed: int) -> dict[str, Any]:
     task, config, out = run.task, run.config, run.out
     pre = run.model()
-    sampling, gen = config.sampling, config.generate
-    sampler = sampling.build(pre.graph, pre.schedule)
-    generator = torch.Generator().manual_seed(seed)
-    net = pre.net.eval()
+    score_fn, guidance = run.score_function(pre)
+    gen = config.generate
     length = task.sample_length(config)
-    rows, nfe = [], 0
-    start = time.perf_counter()
-    chunks = range(0, gen.num_samples, gen.batch_size)
-    for k, first in enumerate(chunks):
-        if config.runtime.progress and len(chunks) > 1:
-            print(f"{stage}: batch {k + 1}/{len(chunks)}", flush=True)
-        result = sampler.run(
-            net,
-            min(gen.batch_size, gen.num_samples - first),
-            length,
-            sampling.steps,
-            condition=condition,
-            generator=generator,
-            progress=config.runtime.progress,
-        )
-        rows.append(result.tokens)
-        nfe += result.nfe
-    tokens = torch.cat(rows)
+    tokens, nfe, seconds = guided.draw(
+        config, pre, score_fn, gen.num_samples, length, seed, condition, what=stage
+    )
     record: dict[str, Any] = {
-        "sampler": sampling.kind,
-        "steps": sampling.steps,
+        "sampler": config.sampling.kind,
+        "steps": config.sampling.steps,
         "num_samples": gen.num_samples,
         "length": length,
         "seed": seed,
-        "nfe_per_batch": nfe // max(len(chunks), 1),
-        "seconds": time.perf_counter() - start,
+        "nfe_per_batch": nfe,
+        "seconds": seconds,
+        **({"guidance": guidance} if guidance else {}),
     }
     if condition is not None:
         kept = kept_motifs(tokens, condition)
@@ -362,6 +368,12 @@ def evaluate(run: Run) -> None:
 
     figures = {"training": (_training_figure(run, ev), "training curves")}
     figures.update(task.figures(ev, out.figures))
+    guidance = None
+    if pre.labels and not foreign:
+        run_dir = run.checkpoint.run_dir if run.checkpoint is not None else out.root
+        guidance = guided.compare(task, config, pre, run.data(), run_dir)
+    if guidance is not None:
+        figures["guidance"] = guided.figure(guidance, out.figures / "guidance.png")
     plots = {
         key: (f"{RunDir.figure_name}/{name}", caption)
         for key, (name, caption) in figures.items()
@@ -380,10 +392,12 @@ def evaluate(run: Run) -> None:
         **({"padding": checks} if any(v is not None for v in checks.values()) else {}),
         "infill": infill_metrics,
         "sampling": out.read_record("sample"),
+        **({"guidance": guidance} if guidance is not None else {}),
         "timings_s": _timings(run, model_record),
     }
     write_json(out.metrics, metrics)
-    report.write_report(out.report, task, ev, metrics, plots, pre)
+    sections = guided.report_lines(guidance, plots) if guidance is not None else []
+    report.write_report(out.report, task, ev, metrics, plots, pre, sections)
     print(f"evaluate: wrote {out.metrics} and {out.report}", flush=True)
 
 

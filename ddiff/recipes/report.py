@@ -377,8 +377,10 @@ def write_report(
     m: dict[str, Any],
     plots: dict[str, tuple[str, str]],
     pre: Any,
+    sections: Sequence[str] = (),
 ) -> None:
-    """Write report.md for the metrics `m` of an evaluation (see the module doc)."""
+    """Write report.md for the metrics `m` of an evaluation (see the module doc); `sections`
+    are Markdown lines placed after the infill section (the guidance comparison)."""
     config, unit, tok = ev.config, task.unit, task.token_unit
     lk, spec = m["likelihood"], task.baseline
     b, mk = lk["diffusion_bound"], lk[f"{spec.key}_nll"]
@@ -449,7 +451,8 @@ def write_report(
         "",
     ]
     lines += _figure_lines(
-        plots, [k for k in plots if k != "training" and not k.startswith("infill")]
+        plots,
+        [k for k in plots if k not in ("training", "guidance") and not k.startswith("infill")],
     )
     lines += task.report_lines(ev, m)
     inf = m.get("infill")
@@ -464,6 +467,7 @@ def write_report(
             *task.infill_lines(ev, m),
         ]
         lines += _figure_lines(plots, [k for k in plots if k.startswith("infill")])
+    lines += sections
     sampling = m.get("sampling")
     if sampling:
         lines += [

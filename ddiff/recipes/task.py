@@ -43,11 +43,18 @@ class DataSplit:
         train: the training sequences.
         heldout: the held-out sequences.
         provenance: what `recipe.json` records (source, path, sha256, split rule, counts).
+        labels: the class label names of labelled data (empty: unlabelled).
+        train_labels: for labelled data, each training sequence's class id `[N]` (indexing
+            `labels`).
+        heldout_labels: for labelled data, each held-out sequence's class id.
     """
 
     train: Sequences
     heldout: Sequences
     provenance: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+    train_labels: Tensor | None = None
+    heldout_labels: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,18 @@ class Task(abc.ABC, Generic[C]):
     def reference_set(self, heldout: Sequences, num: int, seed: int) -> Sequences | None:
         """The held-out set compared with itself, a row of the table (default: none)."""
         return None
+
+    def kmer_js(self, samples: Tensor, reference: Sequences, k: int) -> float:
+        """The k-mer JS divergence (bits) of sampled rows to `reference`, as the guidance
+        comparison reports it (default: k-mers of the token ids, `ddiff.eval` conventions)."""
+        from ddiff.eval._common import js_divergence_bits, packed_kmers
+
+        def counts(seqs: Sequences) -> np.ndarray:
+            packed = [packed_kmers(np.asarray(s, dtype=np.int64), k, self.num_tokens) for s in seqs]
+            codes = np.concatenate(packed) if packed else np.empty(0, np.int64)
+            return np.bincount(codes, minlength=self.num_tokens**k)
+
+        return js_divergence_bits(counts(samples), counts(reference), f"{k}-mers")
 
     def row_checks(self, rows: Tensor) -> dict[str, Any] | None:
         """Checks of sampled rows reported under `padding` in metrics.json (default: none)."""

@@ -64,3 +64,30 @@ def dna_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         print(f"tiny DNA run failed with exit code {code}", file=sys.stderr)
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def dna_labelled_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete tiny labelled DNA run: the label-conditioned model, its classifier, samples,
+    infill and the guidance comparison (two weights, a few samples)."""
+    from ddiff.recipes.dna import main
+
+    out = tmp_path_factory.mktemp("dna_labelled") / "run"
+    before = torch.get_num_threads()
+    try:
+        code = main(
+            [
+                "--out", str(out), *TINY,
+                "--set", "data.labelled=true",
+                "--set", "guidance.classifier.max_steps=10",
+                "--set", "guidance.classifier.dim=32",
+                "--set", "guidance.classifier.depth=1",
+                "--set", "guidance.classifier.cond_dim=32",
+                "--set", "guidance.sweep_weights=[0, 2]",
+                "--set", "guidance.sweep_samples=8",
+            ]
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0
+    return out

@@ -134,6 +134,16 @@ CASES = [
     Case("motif-with-sample", "dna", ("sample", "--checkpoint", "{run}", "--motif", "ACGT@0"), ("--motif applies to infill",), needs_run=True),
     Case("motif-file-with-train", "dna", ("train", "--motif-file", "{tmp}/unequal.jaspar@0"), ("--motif-file applies to infill",)),
     Case("prompt-with-sample", "text", ("sample", "--prompt", "Hello"), ("--prompt applies to infill",)),
+    # -- guidance (issue 12): the labelled run's own errors are in test_guided.py ---------------
+    Case("label-on-unlabelled-model", "dna", ("sample", "--checkpoint", "{run}", "--label", "promoter"), ("--label promoter", "trained without labels"), needs_run=True),
+    Case("negative-guidance-weight", "dna", ("sample", "--checkpoint", "{run}", "--label", "promoter", "--guidance-weight", "-1"), ("--guidance-weight -1", "must be >= 0"), needs_run=True),
+    Case("guidance-without-label", "dna", ("sample", "--checkpoint", "{run}", "--guidance", "free"), ("give --label NAME",), needs_run=True),
+    Case("label-with-train", "dna", ("train", "--label", "promoter"), ("--label applies to sample and infill",)),
+    Case("label-with-evaluate", "dna", ("evaluate", "--checkpoint", "{run}", "--guidance-weight", "2"), ("--guidance-weight applies to sample and infill",), needs_run=True),
+    Case("label-not-in-data", "dna", ("--label", "promoter"), ("--label promoter", "not a label of the training data", "the data carry none")),
+    Case("labelled-user-data", "dna", ("train", "--data", "{tmp}/genome.fasta", "--set", "data.labelled=true"), ("labelled", "unset data.path")),
+    Case("net-labels-without-labelled-data", "dna", ("train", "--set", "net.labels=[a, b]"), ("net.labels", "data.labelled: true")),
+    Case("labelled-with-wrong-names", "dna", ("train", "--set", "data.labelled=true", "--set", "net.labels=[gene, promoter]"), ("net.labels", "['promoter', 'gene']")),
 ]  # fmt: skip
 
 
