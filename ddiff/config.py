@@ -363,6 +363,8 @@ class TransformerNetConfig(_Config):
     time_conditioning: bool = True
     """False: a time-agnostic network (RADD), for which samplers' `cache=True` is exact with
     the scaled-absorbing parameterisation (`docs/samplers.md`)."""
+    max_length: int | None = Field(default=None, ge=1)
+    """Learned absolute positions for sequences up to this length (None: rotary only)."""
 
     @field_validator("labels")
     @classmethod
@@ -390,6 +392,8 @@ class TransformerNetConfig(_Config):
             sizes["num_labels"] = self.num_labels
         if not self.time_conditioning:
             sizes["time_conditioning"] = False
+        if self.max_length is not None:
+            sizes["max_length"] = self.max_length
         if self.preset is not None:
             return TransformerScoreNet.from_preset(
                 self.preset, graph.num_states, parameterization=param, **sizes

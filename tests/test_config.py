@@ -387,6 +387,21 @@ def test_conv_net_config_labels_and_positions() -> None:
         RunConfig.model_validate({**base, "net": {**net_cfg, "labels": ["a", "a"]}})
 
 
+def test_transformer_with_learned_positions_from_config() -> None:
+    config = RunConfig.model_validate(
+        {
+            "graph": {"kind": "absorbing", "num_tokens": 4},
+            "schedule": {"kind": "loglinear", "survival": 0.0},
+            "net": {"kind": "transformer", "preset": "tiny", "max_length": 150},
+            "train": {"max_steps": 1},
+        }
+    )
+    net = config.net.build(config.graph.build())
+    assert net.max_length == 150 and net.position.num_embeddings == 150
+    plain = config.model_copy(update={"net": config.net.model_copy(update={"max_length": None})})
+    assert plain.net.build(plain.graph.build()).position is None
+
+
 def test_time_agnostic_transformer_from_config() -> None:
     config = RunConfig.model_validate(
         {

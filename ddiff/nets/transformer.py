@@ -269,6 +269,11 @@ class TransformerScoreNet(ScoreNet):
             `ddiff.training.DiffusionModule(label_dropout=...)`). The embedding is built after
             every other parameter, so an unconditional network's initial weights, for a seed,
             do not depend on this option's existence.
+        max_length: None (the default): positions enter through the rotary embeddings only.
+            An integer adds a learned embedding of each absolute position (sequences up to
+            this length) to the token embedding, as `ConvScoreNet` does, so position-specific
+            signal is direct (the ablation of `benchmarks/dna_sweep.py`). Built after the
+            trunk, so the other weights, for a seed, are drawn as without it.
 
     Example:
         >>> import torch
@@ -302,8 +307,16 @@ class TransformerScoreNet(ScoreNet):
         parameterization: Parameterization | None = None,
         time_conditioning: bool = True,
         num_labels: int = 0,
+        max_length: int | None = None,
     ) -> None:
         super().__init__(num_states, num_labels)
+        if max_length is not None and (
+            isinstance(max_length, bool) or int(max_length) != max_length or max_length < 1
+        ):
+            raise ValueError(
+                f"max_length must be a positive integer (or None: rotary positions only), got "
+                f"{max_length!r}"
+            )
         hidden = _check_sizes(dim, depth, heads, cond_dim, mlp_ratio, dropout)
         parameterization = checked_parameterization(parameterization, num_states)
         self.dim = int(dim)
@@ -314,6 +327,7 @@ class TransformerScoreNet(ScoreNet):
         self.dropout = float(dropout)
         self.parameterization = parameterization
         self.time_conditioning = bool(time_conditioning)
+        self.max_length = None if max_length is None else int(max_length)
 
         # Construction order fixes the initialisation for a given seed: embedding, noise
         # embedding, then the trunk's blocks, final modulation and head.
@@ -330,6 +344,11 @@ class TransformerScoreNet(ScoreNet):
             self.num_states,
             causal=False,
         )
+        # Only when asked for, after the trunk: a network without it is drawn as before.
+        self.position: nn.Embedding | None = None
+        if self.max_length is not None:
+            self.position = nn.Embedding(self.max_length, self.dim)
+            nn.init.normal_(self.position.weight, std=0.02)
         # Last: the parameters above are drawn exactly as in a network without labels.
         self.label_embedding = _label_embedding(self.num_labels, self.cond_dim)
         self.register_load_state_dict_pre_hook(_load_legacy_trunk_keys)
@@ -372,7 +391,17 @@ class TransformerScoreNet(ScoreNet):
             c = self.sigma_embedding(sigma)
         if self.label_embedding is not None:
             c = c + _embed_label(self.label_embedding, label, x_t.shape[0]).to(c.dtype)
-        return self.trunk(self.embedding(x_t), c)
+        h = self.embedding(x_t)
+        if self.position is not None:
+            length = x_t.shape[1]
+            if length > self.position.num_embeddings:
+                raise ValueError(
+                    f"x_t has length {length}, longer than max_length = "
+                    f"{self.position.num_embeddings} of the position table; build the network "
+                    "with a larger max_length"
+                )
+            h = h + self.position.weight[:length]
+        return self.trunk(h, c)
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Number of parameters; by default without the two tables whose size grows with S.
@@ -395,4 +424,5 @@ class TransformerScoreNet(ScoreNet):
             f"dropout={self.dropout}, parameterization={self.parameterization!r}"
             + ("" if self.time_conditioning else ", time_conditioning=False")
             + (f", num_labels={self.num_labels}" if self.num_labels else "")
+            + (f", max_length={self.max_length}" if self.max_length is not None else "")
         )

@@ -35,6 +35,7 @@ EXAMPLES: dict[type[ScoreNet], dict[str, Callable[[], ScoreNet]]] = {
         "transformer-scaled-absorbing": lambda: TransformerScoreNet.from_preset(
             "tiny", S, parameterization=ScaledAbsorbingParameterization(GRAPH)
         ),
+        "transformer-positions": lambda: TransformerScoreNet.from_preset("tiny", S, max_length=64),
     },
     ConvScoreNet: {
         "conv-logscore": lambda: ConvScoreNet(S, max_length=64, dim=16, depth=3, cond_dim=16),

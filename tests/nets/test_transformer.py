@@ -74,6 +74,32 @@ def test_positions_matter_through_rotary(monkeypatch: pytest.MonkeyPatch) -> Non
     torch.testing.assert_close(net(x_t[:, perm], sigma), net(x_t, sigma)[:, perm])
 
 
+def test_learned_absolute_positions_are_optional_and_added_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`max_length` adds a position table after the trunk: the other weights are drawn as
+    without it, and with identity rotations the net still tells positions apart."""
+
+    def fresh(**kwargs: object) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        return TransformerScoreNet.from_preset("tiny", S, **kwargs).state_dict()
+
+    plain, with_pos = fresh(), fresh(max_length=8)
+    assert set(with_pos) - set(plain) == {"position.weight"}
+    for key, value in plain.items():
+        assert torch.equal(value, with_pos[key]), key
+
+    def no_rotation(length: int, head_dim: int, **kwargs: object) -> tuple[torch.Tensor, ...]:
+        return torch.ones(length, head_dim), torch.zeros(length, head_dim)
+
+    monkeypatch.setattr(transformer_module, "rotary_cos_sin", no_rotation)
+    out = _net(max_length=8)(torch.zeros(1, 8, dtype=torch.long), torch.tensor([1.0]))[0]
+    assert not torch.allclose(out[2], out[3])
+    assert "max_length=8" in repr(_net(max_length=8))
+    with pytest.raises(ValueError, match="longer than max_length = 8"):
+        _net(max_length=8)(torch.zeros(1, 9, dtype=torch.long), torch.tensor([1.0]))
+
+
 def test_bidirectional() -> None:
     net = _net()
     x_t, sigma = _tokens(1, 6), torch.tensor([0.5])
@@ -154,6 +180,7 @@ def test_presets() -> None:
         ({"cond_dim": 0}, "cond_dim must be a positive integer"),
         ({"mlp_ratio": 0.0}, "mlp_ratio must be > 0"),
         ({"dropout": 1.0}, "dropout must be in \\[0, 1\\)"),
+        ({"max_length": 0}, "max_length must be a positive integer"),
         (
             {"parameterization": ScaledAbsorbingParameterization(AbsorbingGraph(3))},
             "scores 4 states but the network has num_states = 7",
