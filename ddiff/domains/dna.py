@@ -21,8 +21,10 @@ contiguous block of coordinates and keeps a gap (default: one window length) bet
 training windows.
 
 **Shipped data.** `load_promoters` returns the 150 bp upstream of every predicted gene start of
-*E. coli* 536 (RefSeq NC_008253.1), split by coordinate; see `domains/dna/README.md` in the
-repository for the source, the build command, the split rule and checksums.
+*E. coli* 536 (RefSeq NC_008253.1), split by coordinate; `load_genes` one in-frame 150 bp
+window from inside every predicted gene, split by the same coordinates; `load_labelled` both,
+with labels (`LABELS`). See `domains/dna/README.md` in the repository for the source, the build
+command, the split rule and checksums.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from ddiff.graphs.substitution import DNA_ALPHABET
 __all__ = [
     "DNA_ALPHABET",
     "IUPAC_AMBIGUITY",
+    "LABELS",
     "PROMOTER_LENGTH",
     "AmbiguityPolicy",
     "CoordinateSplit",
@@ -58,6 +61,8 @@ __all__ = [
     "coordinate_regions",
     "decode",
     "encode",
+    "load_genes",
+    "load_labelled",
     "load_promoters",
     "random_reverse_complement",
     "read_fasta",
@@ -472,6 +477,28 @@ def split_by_coordinate(
     return CoordinateSplit(train, heldout, train_starts, heldout_starts, regions)
 
 
+LABELS = ("promoter", "gene")
+"""Label names of `load_labelled`, in label-index order: `0 = promoter`, `1 = gene`."""
+
+_LABEL_FILES = {"promoter": "ecoli_promoters", "gene": "ecoli_genes"}
+
+
+def _load_shipped(stem: str, split: str) -> Tensor:
+    """`[N, 150]` tokens of the shipped file `ddiff/domains/data/{stem}_{split}.fasta`."""
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    resource = importlib.resources.files("ddiff.domains") / "data" / f"{stem}_{split}.fasta"
+    if not resource.is_file():
+        raise FileNotFoundError(
+            f"shipped data file {stem}_{split}.fasta is missing from ddiff/domains/data; "
+            "reinstall ddiff, or rebuild it with domains/dna/build_promoters.py (see "
+            "domains/dna/README.md in the repository)"
+        )
+    with importlib.resources.as_file(resource) as path:
+        records = read_fasta(path, ambiguous="error")
+    return torch.stack([r.tokens for r in records])
+
+
 def load_promoters(split: Literal["train", "heldout"]) -> Tensor:
     """The shipped *E. coli* 536 promoter windows: 150 bp upstream of predicted gene starts.
 
@@ -489,20 +516,72 @@ def load_promoters(split: Literal["train", "heldout"]) -> Tensor:
 
     Raises:
         ValueError: for an unknown split.
+        FileNotFoundError: if the shipped file is missing.
 
     Example:
         >>> x = load_promoters("heldout")
         >>> x.shape[1], bool(((x >= 0) & (x <= 3)).all())
         (150, True)
     """
-    if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-    resource = (
-        importlib.resources.files("ddiff.domains") / "data" / f"ecoli_promoters_{split}.fasta"
-    )
-    with importlib.resources.as_file(resource) as path:
-        records = read_fasta(path, ambiguous="error")
-    return torch.stack([r.tokens for r in records])
+    return _load_shipped(_LABEL_FILES["promoter"], split)
+
+
+def load_genes(split: Literal["train", "heldout"]) -> Tensor:
+    """The shipped *E. coli* 536 coding windows: 150 bp from the middle of predicted genes.
+
+    One window per gene predicted by Prodigal (the same predictions as `load_promoters`), on the
+    gene's strand, in frame (its offset from the start codon is a multiple of 3, so no window
+    holds an in-frame stop codon) and at least 30 bp from both ends of the coding sequence;
+    genes shorter than 210 bp have none. Same coordinate split and de-duplication as the
+    promoters, done jointly: no window is shared between the two labels or between training and
+    held-out data (reverse complements included). Counts and checksums in `domains/dna/` of
+    the repository.
+
+    Args:
+        split: `"train"` or `"heldout"`.
+
+    Returns:
+        `[N, 150]` int64 tokens (`A=0, C=1, G=2, T=3`), codon-aligned: `x[:, 0:3]` is a codon.
+
+    Raises:
+        ValueError: for an unknown split.
+        FileNotFoundError: if the shipped file is missing.
+
+    Example:
+        >>> x = load_genes("heldout")
+        >>> x.shape[1], decode(x[0, :3]) in ("TAA", "TAG", "TGA")
+        (150, False)
+    """
+    return _load_shipped(_LABEL_FILES["gene"], split)
+
+
+def load_labelled(split: Literal["train", "heldout"]) -> tuple[Tensor, Tensor]:
+    """The shipped labelled DNA windows: promoters (label 0) and coding sequence (label 1).
+
+    The two labels of `LABELS`, for label-conditioned generation and for judging it: the
+    promoter windows of `load_promoters` followed by the gene windows of `load_genes`. Both
+    come from one gene prediction on *E. coli* 536 and one coordinate split, so no held-out
+    window of either label overlaps a training window of either label.
+
+    Args:
+        split: `"train"` or `"heldout"`.
+
+    Returns:
+        `(tokens, labels)`: `[N, 150]` int64 tokens (`A=0, C=1, G=2, T=3`), promoters first,
+        then genes; `[N]` int64 labels, `0 = "promoter"`, `1 = "gene"` (`LABELS[label]`).
+
+    Raises:
+        ValueError: for an unknown split.
+        FileNotFoundError: if a shipped file is missing.
+
+    Example:
+        >>> x, y = load_labelled("heldout")
+        >>> x.shape[1], [LABELS[i] for i in y.unique().tolist()], len(x) == len(y)
+        (150, ['promoter', 'gene'], True)
+    """
+    parts = [_load_shipped(_LABEL_FILES[name], split) for name in LABELS]
+    labels = torch.cat([torch.full((len(x),), i, dtype=torch.long) for i, x in enumerate(parts)])
+    return torch.cat(parts), labels
 
 
 @dataclass(frozen=True)

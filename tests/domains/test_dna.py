@@ -12,10 +12,13 @@ from hypothesis import strategies as st
 
 from ddiff.domains.dna import (
     DNA_ALPHABET,
+    LABELS,
     PROMOTER_LENGTH,
     coordinate_regions,
     decode,
     encode,
+    load_genes,
+    load_labelled,
     load_promoters,
     random_reverse_complement,
     read_fasta,
@@ -357,14 +360,15 @@ def test_shipped_promoters(promoters: dict[str, torch.Tensor]) -> None:
         load_promoters("test")  # type: ignore[arg-type]
 
 
-def test_shipped_promoter_ids_follow_the_split_rule() -> None:
+@pytest.mark.parametrize("stem", ["ecoli_promoters", "ecoli_genes"])
+def test_shipped_ids_follow_the_split_rule(stem: str) -> None:
     import importlib.resources
     import re
 
     data = importlib.resources.files("ddiff.domains") / "data"
     genome_length, block_start = 4_938_920, 4_938_920 - round(0.1 * 4_938_920)
     for split in ("train", "heldout"):
-        with importlib.resources.as_file(data / f"ecoli_promoters_{split}.fasta") as path:
+        with importlib.resources.as_file(data / f"{stem}_{split}.fasta") as path:
             ids = [r.id for r in read_fasta(path)]
         coords = [re.fullmatch(r"NC_008253\.1:(\d+)-(\d+)\(([+-])\)", i) for i in ids]
         assert all(coords)
@@ -377,6 +381,80 @@ def test_shipped_promoter_ids_follow_the_split_rule() -> None:
             assert (ends <= block_start - PROMOTER_LENGTH).all() and (
                 starts >= PROMOTER_LENGTH
             ).all()
+
+
+# --- the shipped labelled windows (promoters and genes) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return {split: load_labelled(split) for split in ("train", "heldout")}  # type: ignore[misc]
+
+
+def test_shipped_labelled(
+    labelled: dict[str, tuple[torch.Tensor, torch.Tensor]], promoters: dict[str, torch.Tensor]
+) -> None:
+    assert LABELS == ("promoter", "gene")
+    counts = {"train": [4058, 3886], "heldout": [458, 437]}
+    for split, (x, y) in labelled.items():
+        assert x.shape == (sum(counts[split]), PROMOTER_LENGTH) and y.shape == (len(x),)
+        assert x.dtype == y.dtype == torch.int64 and ((x >= 0) & (x <= 3)).all()
+        assert torch.bincount(y).tolist() == counts[split]
+        n = counts[split][0]
+        assert (y[:n] == 0).all() and (y[n:] == 1).all()  # promoters first, then genes
+        assert torch.equal(x[:n], promoters[split])
+        assert torch.equal(x[n:], load_genes(split))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="split must be"):
+        load_labelled("test")  # type: ignore[arg-type]
+
+
+def test_shipped_labelled_windows_are_not_shared(
+    labelled: dict[str, tuple[torch.Tensor, torch.Tensor]],
+) -> None:
+    """No window (or its reverse complement) appears twice: not within a label, not across the
+    two labels, not across the training/held-out split."""
+    canonical = [
+        min(decode(row), decode(reverse_complement(row)))
+        for split in ("train", "heldout")
+        for row in labelled[split][0]
+    ]
+    assert len(set(canonical)) == len(canonical)
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_shipped_gene_windows_are_coding_in_frame(
+    split: str, labelled: dict[str, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    x, y = labelled[split]
+    codons = x.unfold(1, 3, 3)  # [N, 50, 3], in frame from the window start
+    packed = codons[..., 0] * 16 + codons[..., 1] * 4 + codons[..., 2]
+    stops = torch.tensor([int(c, 4) for c in ("300", "302", "320")])  # TAA, TAG, TGA
+    has_stop = torch.isin(packed, stops).any(dim=1)
+    assert not has_stop[y == 1].any()
+    # a real check: promoter windows, which are not coding, mostly do hold one in this frame
+    assert has_stop[y == 0].double().mean() > 0.8
+
+
+def test_shipped_files_match_the_readme_checksums() -> None:
+    import hashlib
+    import importlib.resources
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "domains" / "dna" / "README.md").read_text()
+    rows = re.findall(
+        r"\| `ddiff/domains/data/([\w.]+)` \| .*? \| ([\d,]+) \| `([0-9a-f]{64})` \|", readme
+    )
+    names = {name for name, _, _ in rows}
+    assert names == {
+        f"ecoli_{stem}_{split}.fasta"
+        for stem in ("promoters", "genes")
+        for split in ("train", "heldout")
+    }
+    data = importlib.resources.files("ddiff.domains") / "data"
+    for name, size, digest in rows:
+        content = (data / name).read_bytes()
+        assert len(content) == int(size.replace(",", "")), name
+        assert hashlib.sha256(content).hexdigest() == digest, name
 
 
 # --- metrics -----------------------------------------------------------------------------------
