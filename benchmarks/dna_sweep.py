@@ -141,11 +141,16 @@ def _row(metrics: dict[str, Any]) -> dict[str, Any]:
         "diff_se": diff["stderr"],
         "js3": ours["js_k3"],
         "js3_markov": markov["js_k3"],
+        "js3_real": sets["real (training windows)"]["js_k3"],
         "js6": ours["js_k6"],
         "js6_markov": markov["js_k6"],
-        "sampler": f"{metrics['sampling']['sampler']} {metrics['sampling']['steps']}",
-        "num_samples": metrics["sampling"]["num_samples"],
+        "sampler": _sampler_label(metrics["sampling"]),
     }
+
+
+def _sampler_label(record: dict[str, Any]) -> str:
+    label = f"{record['sampler']} {record['steps']}"
+    return label if record["num_samples"] == 256 else f"{label}, {record['num_samples']} samples"
 
 
 def collect(out: Path) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
@@ -182,8 +187,7 @@ def table(out: Path) -> str:
         summary.append(
             [
                 variant,
-                rows[0]["sampler"]
-                + (f", {rows[0]['num_samples']} samples" if rows[0]["num_samples"] != 256 else ""),
+                rows[0]["sampler"],
                 len(rows),
                 f"{np.mean([r['steps'] for r in rows]):,.0f}",
                 f"{bounds.mean():.4f}{spread}",
@@ -206,6 +210,7 @@ def table(out: Path) -> str:
                     f"{r['diff']:+.4f} ± {r['diff_se']:.4f}",
                     f"{r['js3']:.5f} / {r['js3_markov']:.5f}",
                     f"{r['js3'] / r['js3_markov']:.2f}",
+                    f"{r['js3_real'] / r['js3_markov']:.2f}",
                     f"{r['js6']:.4f} / {r['js6_markov']:.4f}",
                 ]
             )
@@ -231,6 +236,7 @@ def table(out: Path) -> str:
         "bound - Markov (paired)",
         "3-mer JS (samples / Markov)",
         "ratio",
+        "real windows' ratio",
         "6-mer JS (samples / Markov)",
     ]
     return (
