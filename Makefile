@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH := torch==2.13.0
 
-.PHONY: setup test test-all lint docs demo clean
+.PHONY: setup test test-all lint docs demo demo-guided clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ docs: $(VENV)/.docs-installed
 ## evaluate; writes runs/dna-<date-time>/report.md; a run never overwrites another)
 demo: setup
 	$(PY) -m ddiff.recipes.dna --out runs/dna-$$(date +%Y%m%d-%H%M%S)
+
+## demo-guided: the DNA recipe on the shipped labelled windows (promoter / gene): a
+## label-conditioned model, its noisy classifier, and the judged guidance comparison
+demo-guided: setup
+	$(PY) -m ddiff.recipes.dna --set data.labelled=true --out runs/dna-labelled-$$(date +%Y%m%d-%H%M%S)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -41,6 +41,11 @@ class NoisyClassifierNet(nn.Module):
         cond_dim: width of the noise-conditioning vector.
         mlp_ratio: MLP hidden width as a multiple of `dim`.
         dropout: dropout on each block's attention and MLP outputs.
+        max_length: None (the default): rotary positions only. An integer adds a learned
+            embedding of each absolute position (sequences up to this length), as
+            `TransformerScoreNet(max_length=...)` does: for labels that depend on where a
+            signal sits in the window (the reading frame of windows cut in frame). Built
+            last, so the other weights, for a seed, are drawn as without it.
 
     Example:
         >>> import torch
@@ -67,8 +72,16 @@ class NoisyClassifierNet(nn.Module):
         cond_dim: int = 128,
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
+        max_length: int | None = None,
     ) -> None:
         super().__init__()
+        if max_length is not None and (
+            isinstance(max_length, bool) or int(max_length) != max_length or max_length < 1
+        ):
+            raise ValueError(
+                f"max_length must be a positive integer (or None: rotary positions only), got "
+                f"{max_length!r}"
+            )
         for name, value, low in (("num_states", num_states, 2), ("num_labels", num_labels, 2)):
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -95,6 +108,11 @@ class NoisyClassifierNet(nn.Module):
             self.num_labels,
             causal=False,
         )
+        self.max_length = None if max_length is None else int(max_length)
+        self.position: nn.Embedding | None = None
+        if self.max_length is not None:  # last: the weights above are drawn as without it
+            self.position = nn.Embedding(self.max_length, self.dim)
+            nn.init.normal_(self.position.weight, std=0.02)
 
     @classmethod
     def from_preset(
@@ -125,6 +143,13 @@ class NoisyClassifierNet(nn.Module):
         else:
             x_t = check_token_batch(x_t, self.num_states, "x_t", "num_states", "the classifier")
             h = self.embedding(x_t)
+        if self.position is not None:
+            if h.shape[1] > self.position.num_embeddings:
+                raise ValueError(
+                    f"x_t has length {h.shape[1]}, longer than max_length = "
+                    f"{self.position.num_embeddings} of the classifier's position table"
+                )
+            h = h + self.position.weight[: h.shape[1]]
         sigma = batch_sigma(sigma, h[..., 0])[:, 0]
         return self.trunk(h, self.sigma_embedding(sigma)).mean(dim=1)
 
@@ -137,4 +162,5 @@ class NoisyClassifierNet(nn.Module):
         return (
             f"num_states={self.num_states}, num_labels={self.num_labels}, dim={self.dim}, "
             f"depth={self.depth}, heads={self.heads}, cond_dim={self.cond_dim}"
+            + (f", max_length={self.max_length}" if self.max_length is not None else "")
         )

@@ -121,6 +121,9 @@ class ClassifierConfig(Section):
         depth: its number of transformer blocks.
         heads: its attention heads.
         cond_dim: width of its noise conditioning.
+        positions: learned absolute positions (`NoisyClassifierNet(max_length=...)` with the
+            recipe's sequence length) besides the rotary ones: the DNA gene windows are cut in
+            frame, so the codon phase of a position is part of the label's signal.
         max_steps: training steps (0: no classifier; `--guidance classifier` then refuses).
         batch_size: sequences per step.
     """
@@ -129,6 +132,7 @@ class ClassifierConfig(Section):
     depth: int = Field(default=2, ge=1)
     heads: int = Field(default=2, ge=1)
     cond_dim: int = Field(default=64, ge=1)
+    positions: bool = True
     max_steps: int = Field(default=600, ge=0)
     batch_size: int = Field(default=32, ge=1)
 
@@ -304,12 +308,12 @@ def cpu_training(max_steps: int, every: int, **options: Any) -> TrainConfig:
 def _validation_summary(err: ValidationError, model: type[BaseModel]) -> str:
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        message = e["msg"]
+        loc = ".".join(str(p) for p in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")  # a validator's own message
         if e["type"] == "union_tag_not_found":  # pydantic's "Unable to extract tag ..."
             kinds = ", ".join(_kinds(model, e["loc"])) or "see the docs"
             message = f"the section needs a kind, one of: {kinds}"
-        parts.append(f"{loc}: {message}")
+        parts.append(f"{loc}: {message}" if loc else message)
     return "; ".join(parts)
 
 

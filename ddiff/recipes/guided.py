@@ -73,6 +73,7 @@ def train_classifier(
             depth=cfg.depth,
             heads=cfg.heads,
             cond_dim=cfg.cond_dim,
+            max_length=task.sample_length(config) if cfg.positions else None,
         )
     module = ClassifierModule(graph, schedule, net, config.optim.build(), seed=seed)
     every = max(cfg.max_steps // 2, 1)
@@ -111,7 +112,13 @@ def train_classifier(
     record = {
         "labels": list(data.labels),
         "num_states": graph.num_states,
-        "sizes": {"dim": cfg.dim, "depth": cfg.depth, "heads": cfg.heads, "cond_dim": cfg.cond_dim},
+        "sizes": {
+            "dim": cfg.dim,
+            "depth": cfg.depth,
+            "heads": cfg.heads,
+            "cond_dim": cfg.cond_dim,
+            "max_length": net.max_length,
+        },
         "steps": int(module.global_step),
         "seconds": seconds,
         "heldout_accuracy_by_t": {f"{t:g}": a for t, a in accuracy.items()},

@@ -120,3 +120,28 @@ def test_errors() -> None:
         )
     with pytest.raises(ValueError, match="num_labels must be an integer >= 2"):
         NoisyClassifierNet(4, 1)
+
+
+def test_absolute_positions_are_optional_and_checked() -> None:
+    """`max_length` adds a position table after every other weight: the rest is drawn as
+    without it, positions change the output, one-hot input still equals tokens."""
+    torch.manual_seed(0)
+    plain = NoisyClassifierNet(4, 2, dim=16, depth=1, heads=2, cond_dim=8)
+    torch.manual_seed(0)
+    placed = NoisyClassifierNet(4, 2, dim=16, depth=1, heads=2, cond_dim=8, max_length=5)
+    for name, value in plain.state_dict().items():
+        assert torch.equal(placed.state_dict()[name], value), name
+    assert set(placed.state_dict()) - set(plain.state_dict()) == {"position.weight"}
+    with torch.no_grad():
+        for p in placed.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    x_t, sigma = torch.tensor([[0, 1, 2, 3]]), torch.tensor([0.5])
+    one_hot = torch.nn.functional.one_hot(x_t, 4).float()
+    with torch.no_grad():
+        torch.testing.assert_close(placed(one_hot, sigma), placed(x_t, sigma))
+        moved = placed(torch.tensor([[3, 0, 1, 2]]), sigma)  # same tokens, rotated
+    assert not torch.allclose(moved, placed(x_t, sigma))
+    with pytest.raises(ValueError, match="longer than max_length = 5"):
+        placed(torch.zeros(1, 6, dtype=torch.long), sigma)
+    with pytest.raises(ValueError, match="max_length must be a positive integer"):
+        NoisyClassifierNet(4, 2, max_length=0)
