@@ -18,7 +18,7 @@ mask, exact likelihoods). Rotary-embedding helpers live in `ddiff.nets.rotary`.
 
 from ddiff.nets.autoregressive import CausalTransformer
 from ddiff.nets.base import NULL_LABEL, LabelledScoreFn, ScoreNet
-from ddiff.nets.classifier import NoisyClassifierNet
+from ddiff.nets.classifier import ConvClassifierNet, NoisyClassifierNet
 from ddiff.nets.conv import ConvScoreNet
 from ddiff.nets.parameterization import (
     LogScoreParameterization,
@@ -31,6 +31,7 @@ __all__ = [
     "NULL_LABEL",
     "PRESETS",
     "CausalTransformer",
+    "ConvClassifierNet",
     "ConvScoreNet",
     "LabelledScoreFn",
     "LogScoreParameterization",

@@ -117,19 +117,23 @@ class ClassifierConfig(Section):
     `OUT/classifier/`.
 
     Attributes:
-        dim: width of the `ddiff.nets.NoisyClassifierNet`.
-        depth: its number of transformer blocks.
-        heads: its attention heads.
+        kind: `conv` (`ddiff.nets.ConvClassifierNet`: dilated convolutions with absolute
+            positions) or `transformer` (`ddiff.nets.NoisyClassifierNet`).
+        dim: width of the network.
+        depth: its number of blocks.
+        heads: attention heads (transformer only).
         cond_dim: width of its noise conditioning.
-        positions: learned absolute positions (`NoisyClassifierNet(max_length=...)` with the
-            recipe's sequence length) besides the rotary ones: the DNA gene windows are cut in
-            frame, so the codon phase of a position is part of the label's signal.
+        positions: transformer only: learned absolute positions
+            (`NoisyClassifierNet(max_length=...)` with the recipe's sequence length) besides the
+            rotary ones (the convolutional classifier always has them): the DNA gene windows
+            are cut in frame, so the codon phase of a position is part of the label's signal.
         max_steps: training steps (0: no classifier; `--guidance classifier` then refuses).
         batch_size: sequences per step.
     """
 
+    kind: Literal["conv", "transformer"] = "conv"
     dim: int = Field(default=64, ge=2)
-    depth: int = Field(default=2, ge=1)
+    depth: int = Field(default=4, ge=1)
     heads: int = Field(default=2, ge=1)
     cond_dim: int = Field(default=64, ge=1)
     positions: bool = True

@@ -53,7 +53,6 @@ def train_classifier(
     when the data carry no labels or `guidance.classifier.max_steps` is 0)."""
     from lightning.pytorch.callbacks import TQDMProgressBar
 
-    from ddiff.nets import NoisyClassifierNet
     from ddiff.run import build_trainer, resume_checkpoint
     from ddiff.training import ClassifierModule, TokenDataModule
 
@@ -64,17 +63,10 @@ def train_classifier(
     directory = out / CLASSIFIER_DIR
     graph, schedule = config.graph.build(), config.schedule.build()
     seed = config.train.seed
+    sizes = _classifier_sizes(cfg, task.sample_length(config))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = NoisyClassifierNet(
-            graph.num_states,
-            len(data.labels),
-            dim=cfg.dim,
-            depth=cfg.depth,
-            heads=cfg.heads,
-            cond_dim=cfg.cond_dim,
-            max_length=task.sample_length(config) if cfg.positions else None,
-        )
+        net = _build_classifier(graph.num_states, len(data.labels), sizes)
     module = ClassifierModule(graph, schedule, net, config.optim.build(), seed=seed)
     every = max(cfg.max_steps // 2, 1)
     train_cfg = cpu_training(cfg.max_steps, every=every).model_copy(
@@ -112,19 +104,30 @@ def train_classifier(
     record = {
         "labels": list(data.labels),
         "num_states": graph.num_states,
-        "sizes": {
-            "dim": cfg.dim,
-            "depth": cfg.depth,
-            "heads": cfg.heads,
-            "cond_dim": cfg.cond_dim,
-            "max_length": net.max_length,
-        },
+        "sizes": sizes,
         "steps": int(module.global_step),
         "seconds": seconds,
         "heldout_accuracy_by_t": {f"{t:g}": a for t, a in accuracy.items()},
     }
     _save_classifier(directory, module.averaged_net, record)
     return record
+
+
+def _classifier_sizes(cfg: Any, length: int) -> dict[str, Any]:
+    """The classifier's constructor arguments (recorded in its config.json), with its `kind`."""
+    sizes: dict[str, Any] = {"kind": cfg.kind, "dim": cfg.dim, "depth": cfg.depth}
+    sizes["cond_dim"] = cfg.cond_dim
+    if cfg.kind == "conv":
+        return {**sizes, "max_length": length}
+    return {**sizes, "heads": cfg.heads, "max_length": length if cfg.positions else None}
+
+
+def _build_classifier(num_states: int, num_labels: int, sizes: dict[str, Any]) -> Any:
+    from ddiff.nets import ConvClassifierNet, NoisyClassifierNet
+
+    kind, rest = sizes.get("kind", "transformer"), {k: v for k, v in sizes.items() if k != "kind"}
+    cls = ConvClassifierNet if kind == "conv" else NoisyClassifierNet
+    return cls(num_states, num_labels, **rest)
 
 
 def _save_classifier(directory: Path, net: torch.nn.Module, record: dict[str, Any]) -> None:
@@ -145,8 +148,6 @@ def load_classifier(run_dir: Path | None, labels: tuple[str, ...], num_states: i
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ddiff.nets import NoisyClassifierNet
-
     directory = None if run_dir is None else run_dir / CLASSIFIER_DIR
     if directory is None or not (directory / WEIGHTS_FILE).is_file():
         raise RecipeError(
@@ -163,7 +164,7 @@ def load_classifier(run_dir: Path | None, labels: tuple[str, ...], num_states: i
                 f"{record['num_states']} states, but the model has {list(labels)} and "
                 f"{num_states}"
             )
-        net = NoisyClassifierNet(num_states, len(labels), **record["sizes"])
+        net = _build_classifier(num_states, len(labels), record["sizes"])
         net.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     except (OSError, KeyError, TypeError, ValueError, SafetensorError) as err:
         raise RecipeError(f"{directory}: not a readable classifier ({one_line(str(err))})") from err

@@ -8,7 +8,7 @@ import torch
 
 from ddiff import AbsorbingGraph, LogLinearSchedule, UniformGraph
 from ddiff.guidance import ClassifierGuidance, select_label
-from ddiff.nets import NoisyClassifierNet
+from ddiff.nets import ConvClassifierNet, NoisyClassifierNet
 from ddiff.testing import LabelledOracle
 from ddiff.training import ClassifierModule, OptimSettings, TokenBatch, TokenDataModule
 
@@ -23,18 +23,26 @@ def labelled_data(oracle: LabelledOracle, n: int, seed: int) -> tuple[torch.Tens
     return x0, torch.multinomial(p_c, 1, generator=g)[:, 0]
 
 
-def small_net(num_states: int = 4) -> NoisyClassifierNet:
+def small_net(num_states: int = 4, kind: str = "transformer") -> NoisyClassifierNet:
     torch.manual_seed(0)
+    if kind == "conv":
+        return ConvClassifierNet(num_states, 2, max_length=3, dim=32, depth=2, cond_dim=32)
     return NoisyClassifierNet(num_states, 2, dim=32, depth=2, heads=2, cond_dim=32)
 
 
-def test_trained_classifier_approaches_the_exact_noisy_classifier(one_thread: None) -> None:
+@pytest.mark.parametrize("kind", ["transformer", "conv"])
+def test_trained_classifier_approaches_the_exact_noisy_classifier(
+    kind: str, one_thread: None
+) -> None:
     """Held-out accuracy per noise level within 0.05 of the exact p(c | x_t)'s (Bayes optimal),
     and falling with the noise."""
     oracle = LabelledOracle.random(GRAPH, length=3, num_labels=2, seed=5, label_concentration=0.2)
     x0, c = labelled_data(oracle, 4096, seed=0)
     module = ClassifierModule(
-        GRAPH, SCHEDULE, small_net(), OptimSettings(lr=3e-3, warmup_steps=10, ema_decay=None)
+        GRAPH,
+        SCHEDULE,
+        small_net(kind=kind),
+        OptimSettings(lr=3e-3, warmup_steps=10, ema_decay=None),
     )
     opt = torch.optim.AdamW(module.net.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
@@ -60,8 +68,9 @@ def test_trained_classifier_approaches_the_exact_noisy_classifier(one_thread: No
     assert trained[times[0]] > trained[times[-1]] + 0.1
 
 
-def test_one_hot_input_equals_tokens_and_first_order_guidance_runs() -> None:
-    net = small_net()
+@pytest.mark.parametrize("kind", ["transformer", "conv"])
+def test_one_hot_input_equals_tokens_and_first_order_guidance_runs(kind: str) -> None:
+    net = small_net(kind=kind)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.2 * torch.randn_like(p))
@@ -145,3 +154,13 @@ def test_absolute_positions_are_optional_and_checked() -> None:
         placed(torch.zeros(1, 6, dtype=torch.long), sigma)
     with pytest.raises(ValueError, match="max_length must be a positive integer"):
         NoisyClassifierNet(4, 2, max_length=0)
+
+
+def test_conv_classifier_checks_its_sizes() -> None:
+    with pytest.raises(ValueError, match="kernel_size must be a positive odd integer"):
+        ConvClassifierNet(4, 2, max_length=8, kernel_size=4)
+    with pytest.raises(ValueError, match="num_labels must be an integer >= 2"):
+        ConvClassifierNet(4, 1, max_length=8)
+    net = ConvClassifierNet(4, 2, max_length=8, dim=8, depth=1)
+    with pytest.raises(ValueError, match="longer than max_length = 8"):
+        net(torch.zeros(1, 9, dtype=torch.long), torch.tensor([0.5]))
