@@ -137,7 +137,7 @@ class ClassifierConfig(Section):
     heads: int = Field(default=2, ge=1)
     cond_dim: int = Field(default=64, ge=1)
     positions: bool = True
-    max_steps: int = Field(default=600, ge=0)
+    max_steps: int = Field(default=2000, ge=0)
     batch_size: int = Field(default=32, ge=1)
 
 

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,6 +40,14 @@ SWEEP_KS = (3, 6)
 """k-mer lengths of the JS divergence in the guidance comparison."""
 NEAR = 0.05
 """How close (absolute) a label rate must come to the judge's accuracy on real sequences."""
+JUDGES: dict[str, dict[str, Any]] = {
+    "phase-aware": {},  # KmerJudge's default: 1- to 3-mers counted in each of 3 phases
+    "phase-free": {"ks": (1, 2, 3, 4), "frames": 1},
+}
+"""The two k-mer judges (`ddiff.eval.KmerJudge` arguments): the default one also sees the
+phase of a k-mer's position modulo 3, which tells in-frame coding windows (the DNA `gene`
+label) from others; the phase-free one sees composition only. Both are trained on real
+training sequences only."""
 
 
 # -- the classifier ---------------------------------------------------------------------------
@@ -275,11 +282,21 @@ def compare(
         kinds.append("classifier")
     except RecipeError as err:
         print(f"evaluate: no classifier guidance ({err})", flush=True)
-    start = time.perf_counter()
-    judge = KmerJudge(num_tokens=task.num_tokens).fit(train, data.train_labels, len(labels))
-    judge_seconds = time.perf_counter() - start
     held_of = {c: held[data.heldout_labels == c] for c in range(len(labels))}
-    real = {labels[c]: judge.label_rates(held_of[c], c) for c in held_of}
+    judges, judged = {}, {}
+    for key, options in JUDGES.items():
+        start = time.perf_counter()
+        judge = KmerJudge(num_tokens=task.num_tokens, **options)
+        judges[key] = judge.fit(train, data.train_labels, len(labels))
+        judged[key] = {
+            "what": (
+                f"k = {', '.join(map(str, judge.ks))}"
+                + (f" in each of {judge.frames} phases" if judge.frames > 1 else "")
+                + f", L2 penalty {judge.l2_:g} chosen on a split of the training sequences"
+            ),
+            "train_seconds": time.perf_counter() - start,
+            "accuracy_on_heldout": {labels[c]: judge.label_rates(held_of[c], c) for c in held_of},
+        }
     length = int(held.shape[1])
     num = g.sweep_samples
     print(
@@ -305,30 +322,30 @@ def compare(
                         "label": name,
                         "kind": kind,
                         "weight": float(w),
-                        "label_rate": judge.label_rates(tokens, c),
+                        **{
+                            f"label_rate_{key}": judge.label_rates(tokens, c)
+                            for key, judge in judges.items()
+                        },
                         **{f"js_k{k}": task.kmer_js(tokens, held_of[c], k) for k in SWEEP_KS},
                         "seconds": seconds,
                     }
                 )
     return {
-        "judge": {
-            "what": (
-                f"a k-mer logistic regression (k = {', '.join(map(str, judge.ks))}, L2 penalty "
-                f"{judge.l2_:g} chosen on a split of the training sequences)"
-            ),
-            "train_seconds": judge_seconds,
-            "accuracy_on_heldout": real,
-            "num_heldout": {labels[c]: int(held_of[c].shape[0]) for c in held_of},
-        },
+        "judges": judged,
+        "num_heldout": {labels[c]: int(held_of[c].shape[0]) for c in held_of},
         "num_samples": num,
         "sampler": {"kind": config.sampling.kind, "steps": config.sampling.steps},
         "classifier_mode": g.mode if "classifier" in kinds else None,
         "rows": rows,
-        "verdict": _verdict(rows, real),
+        "verdict": {
+            key: _verdict(rows, key, j["accuracy_on_heldout"]) for key, j in judged.items()
+        },
     }
 
 
-def _verdict(rows: list[dict[str, Any]], real: dict[str, float]) -> list[dict[str, Any]]:
+def _verdict(
+    rows: list[dict[str, Any]], judge: str, real: dict[str, float]
+) -> list[dict[str, Any]]:
     """Per label and kind: the weights <= 2 whose label rate is within `NEAR` of the judge's
     accuracy on real held-out sequences of that label and whose k-mer JS to them is below the
     unconditional samples'."""
@@ -340,7 +357,7 @@ def _verdict(rows: list[dict[str, Any]], real: dict[str, float]) -> list[dict[st
             r["weight"]
             for r in mine
             if 0 < r["weight"] <= 2
-            and abs(r["label_rate"] - real[name]) <= NEAR
+            and abs(r[f"label_rate_{judge}"] - real[name]) <= NEAR
             and (base is None or all(r[f"js_k{k}"] < base[f"js_k{k}"] for k in SWEEP_KS))
         ]
         out.append({"label": name, "kind": kind, "weights_meeting_both": passing})
@@ -348,87 +365,88 @@ def _verdict(rows: list[dict[str, Any]], real: dict[str, float]) -> list[dict[st
 
 
 def figure(result: dict[str, Any], path: Path) -> tuple[str, str]:
-    """Label rate against k-mer JS over the weights, one line per label and kind."""
-    fig, ax = report.new_figure()
+    """Label rate against k-mer JS over the weights, one line per label and kind; one panel
+    per judge."""
+    judges = result["judges"]
+    fig, axes = report.new_figure(width=11.0, height=4.2, ncols=len(judges))
     k = SWEEP_KS[-1]
-    real = result["judge"]["accuracy_on_heldout"]
-    for i, name in enumerate(real):
-        colour = f"C{i}"
-        ax.axhline(real[name], color=colour, lw=0.8, ls=":")
-        for kind, marker, style in (("free", "o", "-"), ("classifier", "s", "--")):
-            mine = [r for r in result["rows"] if r["label"] == name and r["kind"] == kind]
-            if not mine:
-                continue
-            xs, ys = [r[f"js_k{k}"] for r in mine], [r["label_rate"] for r in mine]
-            ax.plot(xs, ys, marker=marker, ls=style, color=colour, label=f"{name}, {kind}")
-            for r, x, y in zip(mine, xs, ys, strict=True):
-                ax.annotate(
-                    f"w={r['weight']:g}",
-                    (x, y),
-                    fontsize=7,
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                )
-    ax.set_xlabel(f"{k}-mer JS to the label's held-out sequences (bits)")
-    ax.set_ylabel("judge: fraction assigned to the label")
-    ax.legend(fontsize=7)
-    return report.finish(
-        fig,
-        ax,
-        path,
-        "guided samples: judge label rate against k-mer JS over the guidance weights (dotted: "
-        "the judge's accuracy on real held-out sequences of each label)",
+    for ax, (key, judge) in zip(axes, judges.items(), strict=True):
+        real = judge["accuracy_on_heldout"]
+        for i, name in enumerate(real):
+            colour = f"C{i}"
+            ax.axhline(real[name], color=colour, lw=0.8, ls=":")
+            for kind, marker, style in (("free", "o", "-"), ("classifier", "s", "--")):
+                mine = [r for r in result["rows"] if r["label"] == name and r["kind"] == kind]
+                if not mine:
+                    continue
+                xs, ys = [r[f"js_k{k}"] for r in mine], [r[f"label_rate_{key}"] for r in mine]
+                ax.plot(xs, ys, marker=marker, ls=style, color=colour, label=f"{name}, {kind}")
+                for r, x, y in zip(mine, xs, ys, strict=True):
+                    ax.annotate(
+                        f"{r['weight']:g}", (x, y), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points",
+                    )  # fmt: skip
+        ax.set_title(f"{key} judge", fontsize=9)
+        ax.set_xlabel(f"{k}-mer JS to the label's held-out sequences (bits)")
+        ax.set_ylabel("fraction the judge assigns to the label")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    report.save_figure(fig, path)
+    return path.name, (
+        "guided samples: the judges' label rate against k-mer JS, points labelled with the "
+        "guidance weight (dotted: each judge's accuracy on real held-out sequences of a label)"
     )
 
 
 def report_lines(result: dict[str, Any], plots: dict[str, tuple[str, str]]) -> list[str]:
     """The report's guidance section."""
-    judge, real = result["judge"], result["judge"]["accuracy_on_heldout"]
-    ks = SWEEP_KS
+    judges, ks = result["judges"], SWEEP_KS
     rows = [
         [
             r["label"],
             r["kind"],
             f"{r['weight']:g}",
-            f"{r['label_rate']:.3f}",
-            f"{real[r['label']]:.3f}",
+            *[
+                f"{r[f'label_rate_{key}']:.3f} ({j['accuracy_on_heldout'][r['label']]:.3f})"
+                for key, j in judges.items()
+            ],
             *[f"{r[f'js_k{k}']:.4f}" for k in ks],
         ]
         for r in result["rows"]
     ]
     verdicts = [
-        f"- {v['label']}, {v['kind']}: "
+        f"- {key} judge, {v['label']}, {v['kind']}: "
         + (
             "meets both at weight " + ", ".join(f"{w:g}" for w in v["weights_meeting_both"])
             if v["weights_meeting_both"]
             else "no weight <= 2 meets both"
         )
-        for v in result["verdict"]
+        for key, verdict in result["verdict"].items()
+        for v in verdict
     ]
-    held = ", ".join(f"{n} {k}" for k, n in judge["num_heldout"].items())
+    held = ", ".join(f"{n} {k}" for k, n in result["num_heldout"].items())
+    what = "; ".join(f"{key}: {j['what']}" for key, j in judges.items())
+    mode = result["classifier_mode"]
     lines = [
         "## Guidance: generating one label",
         "",
         f"{result['num_samples']} samples per label, kind and weight "
         f"({result['sampler']['kind']}, {result['sampler']['steps']} steps; weight 0 is the "
-        "unconditional model, one set shared by every row at weight 0). The judge is "
-        f"{judge['what']}, trained on the real training sequences only (not the guidance "
-        f"classifier); its accuracy on real held-out sequences ({held}) is the level a perfect "
-        "generator of that label reaches. JS: the samples' k-mer divergence to that label's "
+        "unconditional model, one set shared by every row at weight 0). Two independent judges, "
+        "k-mer logistic regressions trained on the real training sequences only (never the "
+        f"guidance classifier), say which label a sample looks like ({what}). Each cell gives "
+        "the fraction of samples a judge assigns to the requested label and, in brackets, its "
+        f"accuracy on real held-out sequences of that label ({held}): the level a perfect "
+        "generator of the label reaches. JS: the samples' k-mer divergence to that label's "
         "held-out sequences (bits; lower is closer)."
-        + (
-            f" Classifier guidance used the {result['classifier_mode']} estimate."
-            if result["classifier_mode"]
-            else ""
-        ),
+        + (f" Classifier guidance used the {mode} estimate." if mode else ""),
         "",
         report.table(
             [
                 "label",
                 "guidance",
                 "weight",
-                "judge: label rate",
-                "judge on real held-out",
+                *[f"{key} judge: label rate (real)" for key in judges],
                 *[f"JS k = {k}" for k in ks],
             ],
             rows,
@@ -445,22 +463,3 @@ def report_lines(result: dict[str, Any], plots: dict[str, tuple[str, str]]) -> l
         name, caption = plots["guidance"]
         lines += [f"![{caption}]({name})", ""]
     return lines
-
-
-def record_classifier(out: Path) -> dict[str, Any] | None:
-    """The classifier record of a run directory (None without one)."""
-    path = out / CLASSIFIER_DIR / CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def label_counts(labels: Tensor | None, names: tuple[str, ...]) -> dict[str, int]:
-    """How many sequences carry each label."""
-    if labels is None:
-        return {}
-    counts = np.bincount(labels.numpy(), minlength=len(names))
-    return {name: int(n) for name, n in zip(names, counts, strict=True)}
