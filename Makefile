@@ -40,7 +40,7 @@ demo: setup
 ## demo-guided: the DNA recipe on the shipped labelled windows (promoter / gene): a
 ## label-conditioned model, its noisy classifier, and the judged guidance comparison
 demo-guided: setup
-	$(PY) -m ddiff.recipes.dna --set data.labelled=true --out runs/dna-labelled-$$(date +%Y%m%d-%H%M%S)
+	$(PY) -m ddiff.recipes.dna --config recipes/dna-labelled.yaml --out runs/dna-labelled-$$(date +%Y%m%d-%H%M%S)
 
 lint: setup
 	$(VENV)/bin/ruff check .

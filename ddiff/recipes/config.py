@@ -169,7 +169,7 @@ class GuidanceConfig(Section):
     kind: Literal["free", "classifier"] = "free"
     weight: float = Field(default=1.0, ge=0)
     mode: Literal["first_order", "exact"] = "first_order"
-    sweep_weights: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
+    sweep_weights: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 4.0)
     sweep_samples: int = Field(default=256, ge=2)
     classifier: ClassifierConfig = ClassifierConfig()
 

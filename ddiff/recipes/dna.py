@@ -175,6 +175,12 @@ class DnaRecipeConfig(RecipeConfig):
             raise ValueError(
                 "net.labels: a label-conditioned network needs labelled data (data.labelled: true)"
             )
+        table = getattr(self.net, "max_length", None)  # a network with absolute positions
+        if table is not None and table < self.data.length:
+            raise ValueError(
+                f"net.max_length = {table} is shorter than the windows (data.length = "
+                f"{self.data.length}); set net.max_length to at least {self.data.length}"
+            )
         return self
 
 

@@ -129,3 +129,15 @@ def test_a_label_the_data_lack_fails_before_training(
     code, _, err = run_main("dna", argv, capsys)
     assert code == 2 and "the data's labels are ['promoter', 'gene']" in err
     assert not (out / "checkpoints").exists()
+
+
+def test_the_shipped_labelled_config_is_the_defaults_plus_labels() -> None:
+    from ddiff.recipes.dna import RECIPE, DnaRecipeConfig
+
+    repo = Path(__file__).resolve().parents[2]
+    config = DnaRecipeConfig.from_yaml(repo / "recipes" / "dna-labelled.yaml")
+    assert config.data.labelled and config.net.labels == dna.LABELS
+    assert config.net.kind == "conv" and config.net.max_length == 150
+    default = RECIPE.default_config()
+    for section in ("graph", "schedule", "optim", "train", "sampling", "guidance", "evaluate"):
+        assert getattr(config, section) == getattr(default, section), section

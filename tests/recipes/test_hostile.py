@@ -143,6 +143,7 @@ CASES = [
     Case("label-not-in-data", "dna", ("--label", "promoter"), ("--label promoter", "not a label of the training data", "the data carry none")),
     Case("labelled-user-data", "dna", ("train", "--data", "{tmp}/genome.fasta", "--set", "data.labelled=true"), ("labelled", "unset data.path")),
     Case("net-labels-without-labelled-data", "dna", ("train", "--set", "net.labels=[a, b]"), ("net.labels", "data.labelled: true")),
+    Case("position-table-too-short", "dna", ("train", "--set", "net={{kind: conv, max_length: 100}}"), ("net.max_length = 100", "data.length = 150")),
     Case("labelled-with-wrong-names", "dna", ("train", "--set", "data.labelled=true", "--set", "net.labels=[gene, promoter]"), ("net.labels", "['promoter', 'gene']")),
 ]  # fmt: skip
 
