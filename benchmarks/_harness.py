@@ -59,19 +59,35 @@ def graph_of(kind: str, num_tokens: int, frequencies: torch.Tensor | None = None
     raise ValueError(f"no {kind} graph for {num_tokens} tokens")
 
 
-def build_model(kind: str, num_tokens: int, seed: int, **graph_kwargs: Any) -> Model:
-    """An untrained model: `kind` is "ar" or a graph kind for `graph_of`."""
-    from ddiff import AbsorbingGraph, LogLinearSchedule
-    from ddiff.nets import CausalTransformer, ScaledAbsorbingParameterization, TransformerScoreNet
+CONV = {"dim": 64, "depth": 6, "kernel_size": 5, "cycle": 6, "cond_dim": 64}
+"""`ConvScoreNet` sizes of the `*_conv` models: the DNA recipe's convolutional network."""
 
+
+def build_model(
+    kind: str, num_tokens: int, seed: int, length: int = 64, **graph_kwargs: Any
+) -> Model:
+    """An untrained model: `kind` is "ar", a graph kind for `graph_of` (the transformer), or a
+    graph kind with `_conv` appended (`ConvScoreNet` with absolute positions up to `length`)."""
+    from ddiff import AbsorbingGraph, LogLinearSchedule
+    from ddiff.nets import (
+        CausalTransformer,
+        ConvScoreNet,
+        ScaledAbsorbingParameterization,
+        TransformerScoreNet,
+    )
+
+    conv = kind.endswith("_conv")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if kind == "ar":
             return Model("ar", CausalTransformer(num_tokens, **NET))
-        graph = graph_of(kind, num_tokens, **graph_kwargs)
+        graph = graph_of(kind.removesuffix("_conv"), num_tokens, **graph_kwargs)
         absorbing = isinstance(graph, AbsorbingGraph)
         param = ScaledAbsorbingParameterization(graph) if absorbing else None
-        net = TransformerScoreNet(graph.num_states, parameterization=param, **NET)
+        if conv:
+            net = ConvScoreNet(graph.num_states, length, parameterization=param, **CONV)
+        else:
+            net = TransformerScoreNet(graph.num_states, parameterization=param, **NET)
     # Absorbing: the schedule reaches the all-MASK limit; the others stop 1e-3 short of it.
     schedule = LogLinearSchedule(survival=0.0 if absorbing else 1e-3)
     return Model(kind, net, graph, schedule)
@@ -131,7 +147,7 @@ def fit(module: Any, datamodule: Any, *, steps: int, seed: int) -> dict[str, Any
     return {
         "steps": int(trainer.global_step),
         "train_seconds": time.perf_counter() - start,
-        "parameters_non_embedding": int(module.net.num_parameters()),
+        "parameters": sum(p.numel() for p in module.net.parameters()),
     }
 
 

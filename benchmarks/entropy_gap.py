@@ -35,6 +35,8 @@ import _harness as h
 LENGTH = 64
 SOURCES = ("markov4", "markov20", "markov30", "promoter")
 MODELS = ("absorbing", "uniform", "substitution", "ar")
+EXTRA_MODELS = ("absorbing_conv",)
+"""Run on request (`--models absorbing_conv`): the absorbing graph with `ConvScoreNet`."""
 LABELS = {
     "markov4": "Markov, 4 tokens, order 2",
     "markov20": "Markov, 20 tokens",
@@ -87,20 +89,24 @@ def run(args: argparse.Namespace) -> None:
         for kind in args.models:
             if not has_model(kind, source.num_tokens):
                 continue
-            path = h.OUT / "entropy_gap" / f"{name}-{kind}.json"
+            seed_part = (f"-steps{args.steps}" if args.steps != 1000 else "") + (
+                f"-seed{args.seed}" if args.seed else ""
+            )
+            path = h.OUT / "entropy_gap" / f"{name}-{kind}{seed_part}.json"
             if path.is_file() and not args.force:
                 print(f"{path} exists (use --force to redo)", flush=True)
                 continue
             kwargs = graph_kwargs(kind, source)
-            model = h.build_model(kind, source.num_tokens, seed=args.seed, **kwargs)
+            model = h.build_model(kind, source.num_tokens, seed=args.seed, length=LENGTH, **kwargs)
             model, record = h.train(
                 model, train_data, steps=args.steps, batch_size=args.batch, seed=args.seed
             )
             estimate = h.score(model, heldout, num_t=args.num_t, seed=args.seed)
-            h.save(model, h.OUT / "models" / f"{name}-{kind}.pt")
+            h.save(model, h.OUT / "models" / f"{name}-{kind}{seed_part}.pt")
             result = {
                 "source": name,
                 "model": kind,
+                "seed": args.seed,
                 "entropy_bits": entropy,
                 "entropy_stderr": entropy_se,
                 "uniform_bits": math.log2(source.num_tokens),
@@ -117,6 +123,32 @@ def run(args: argparse.Namespace) -> None:
                 f"{result['gap_bits']:+.4f}; {record['train_seconds']:.0f} s training",
                 flush=True,
             )
+
+
+def seeds_table() -> str:
+    """Every saved result grouped by source, model and steps: the gap per training seed, its
+    mean and spread across seeds, and the mean training time."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for path in sorted((h.OUT / "entropy_gap").glob("*.json")):
+        r = json.loads(path.read_text())
+        key = (r["source"], r["model"], int(r["training"]["steps"]))
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (name, kind, steps), rs in sorted(groups.items()):
+        rs.sort(key=lambda r: r.get("seed", 0))
+        gaps = torch.tensor([r["gap_bits"] for r in rs], dtype=torch.float64)
+        spread = f"{float(gaps.std()):.3f}" if len(rs) > 1 else "-"
+        seconds = sum(r["training"]["train_seconds"] for r in rs) / len(rs)
+        per_seed = " / ".join(f"{float(g):+.3f}" for g in gaps)
+        rows.append(
+            [LABELS[name], kind, steps, f"{seconds:.0f}", len(rs), per_seed,
+             f"{float(gaps.mean()):+.3f}", spread]
+        )  # fmt: skip
+    header = [
+        "source", "model", "steps", "training s (mean)", "seeds", "bound - H per seed",
+        "mean", "sd over seeds",
+    ]  # fmt: skip
+    return h.markdown_table(header, rows, right=lambda i: i > 1)
 
 
 def table() -> str:
@@ -161,7 +193,7 @@ def table() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=[*MODELS, *EXTRA_MODELS])
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--heldout", type=int, default=1000)
@@ -170,9 +202,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--force", action="store_true", help="redo results that exist")
     p.add_argument("--table", action="store_true", help="print the table of saved results")
+    p.add_argument("--seeds-table", action="store_true", help="print every result by training seed")
     args = p.parse_args()
     if args.table:
         print(table())
+    elif args.seeds_table:
+        print(seeds_table())
     else:
         run(args)
 
