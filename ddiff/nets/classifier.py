@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddiff._checks import batch_sigma, check_token_batch
-from ddiff.nets.conv import _ConvBlock
+from ddiff.nets.conv import _check_conv_sizes, _dilated_blocks
 from ddiff.nets.transformer import PRESETS, _check_sizes, _modulate, _SigmaEmbedding, _Trunk
 
 
@@ -211,19 +211,10 @@ class ConvClassifierNet(NoisyClassifierNet):
         cond_dim: int = 64,
     ) -> None:
         nn.Module.__init__(self)
-        for name, value, low in (
-            ("num_states", num_states, 2),
-            ("num_labels", num_labels, 2),
-            ("max_length", max_length, 1),
-            ("dim", dim, 1),
-            ("depth", depth, 1),
-            ("cycle", cycle, 1),
-            ("cond_dim", cond_dim, 1),
-        ):
-            if isinstance(value, bool) or int(value) != value or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
+        for name, value in (("num_states", num_states), ("num_labels", num_labels)):
+            if isinstance(value, bool) or int(value) != value or value < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+        _check_conv_sizes(max_length, dim, depth, kernel_size, cycle, cond_dim)
         self.num_states, self.num_labels = int(num_states), int(num_labels)
         self.dim, self.depth, self.cond_dim = int(dim), int(depth), int(cond_dim)
         self.kernel_size, self.cycle = int(kernel_size), int(cycle)
@@ -233,9 +224,8 @@ class ConvClassifierNet(NoisyClassifierNet):
         for table in (self.embedding, self.position):
             nn.init.normal_(table.weight, std=0.02)
         self.sigma_embedding = _SigmaEmbedding(self.cond_dim)
-        self.blocks = nn.ModuleList(
-            _ConvBlock(self.dim, self.kernel_size, 2 ** (k % self.cycle), self.cond_dim)
-            for k in range(self.depth)
+        self.blocks = _dilated_blocks(
+            self.dim, self.depth, self.kernel_size, self.cycle, self.cond_dim
         )
         self.final_norm = nn.LayerNorm(self.dim, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Linear(self.cond_dim, 2 * self.dim)

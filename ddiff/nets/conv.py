@@ -39,6 +39,28 @@ class _ConvBlock(nn.Module):
         def __call__(self, h: Tensor, c: Tensor) -> Tensor: ...
 
 
+def _check_conv_sizes(
+    max_length: int, dim: int, depth: int, kernel_size: int, cycle: int, cond_dim: int
+) -> None:
+    """The sizes of a dilated-convolution network (`ConvScoreNet`, `ConvClassifierNet`)."""
+    for name, value in (("max_length", max_length), ("dim", dim), ("depth", depth)):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
+    if int(cycle) != cycle or cycle < 1 or int(cond_dim) != cond_dim or cond_dim < 1:
+        raise ValueError(f"cycle and cond_dim must be positive integers, got {cycle}, {cond_dim}")
+
+
+def _dilated_blocks(
+    dim: int, depth: int, kernel_size: int, cycle: int, cond_dim: int
+) -> nn.ModuleList:
+    """`depth` adaLN-modulated residual blocks, block k with dilation 2 ** (k % cycle)."""
+    return nn.ModuleList(
+        _ConvBlock(dim, kernel_size, 2 ** (k % cycle), cond_dim) for k in range(depth)
+    )
+
+
 class ConvScoreNet(ScoreNet):
     r"""Residual blocks of dilated 1-D convolutions with learned absolute positions.
 
@@ -97,15 +119,7 @@ class ConvScoreNet(ScoreNet):
         num_labels: int = 0,
     ) -> None:
         super().__init__(num_states, num_labels)
-        for name, value in (("max_length", max_length), ("dim", dim), ("depth", depth)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
-        if int(cycle) != cycle or cycle < 1 or int(cond_dim) != cond_dim or cond_dim < 1:
-            raise ValueError(
-                f"cycle and cond_dim must be positive integers, got {cycle}, {cond_dim}"
-            )
+        _check_conv_sizes(max_length, dim, depth, kernel_size, cycle, cond_dim)
         parameterization = checked_parameterization(parameterization, num_states)
         self.max_length, self.dim, self.depth = int(max_length), int(dim), int(depth)
         self.kernel_size, self.cycle, self.cond_dim = int(kernel_size), int(cycle), int(cond_dim)
@@ -119,9 +133,8 @@ class ConvScoreNet(ScoreNet):
             if table is not None:
                 nn.init.normal_(table.weight, std=0.02)
         self.sigma_embedding = _SigmaEmbedding(self.cond_dim)
-        self.blocks = nn.ModuleList(
-            _ConvBlock(self.dim, self.kernel_size, 2 ** (k % self.cycle), self.cond_dim)
-            for k in range(self.depth)
+        self.blocks = _dilated_blocks(
+            self.dim, self.depth, self.kernel_size, self.cycle, self.cond_dim
         )
         self.final_norm = nn.LayerNorm(self.dim, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Linear(self.cond_dim, 2 * self.dim)
