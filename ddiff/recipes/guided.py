@@ -182,14 +182,20 @@ def load_classifier(run_dir: Path | None, labels: tuple[str, ...], num_states: i
 
 
 def score_function(
-    pre: Any, guidance: GuidanceConfig, run_dir: Path | None, *, label: str | None = None
+    pre: Any,
+    guidance: GuidanceConfig,
+    run_dir: Path | None,
+    *,
+    label: str | None = None,
+    classifier: Any = None,
 ) -> tuple[Any, dict[str, Any] | None]:
     """The score function that `sample` and `infill` hand to the sampler, and what it was.
 
     Without a label the model itself (a labelled network then uses its null label: the
     unconditional model). With one: classifier-free guidance
     (`ddiff.guidance.ClassifierFreeGuidance`) or classifier guidance
-    (`ddiff.guidance.ClassifierGuidance` with the run's classifier) at `guidance.weight`.
+    (`ddiff.guidance.ClassifierGuidance` with the run's classifier, read from `run_dir`
+    unless `classifier` is given) at `guidance.weight`.
 
     Raises:
         RecipeError: for a model trained without labels, an unknown label name, or classifier
@@ -211,7 +217,7 @@ def score_function(
             net.bind_label(c), net.bind_label(None), w, graph=pre.graph
         )
     else:
-        clf = load_classifier(run_dir, pre.labels, pre.graph.num_states)
+        clf = classifier or load_classifier(run_dir, pre.labels, pre.graph.num_states)
         fn = ClassifierGuidance(
             net.bind_label(None), select_label(clf, c), w, graph=pre.graph, mode=guidance.mode
         )
@@ -276,9 +282,9 @@ def compare(
     assert isinstance(train, Tensor) and isinstance(held, Tensor)
     assert data.train_labels is not None and data.heldout_labels is not None
     g, seed = config.guidance, config.evaluate.seed
-    kinds = ["free"]
+    kinds, classifier = ["free"], None
     try:
-        load_classifier(run_dir, labels, pre.graph.num_states)
+        classifier = load_classifier(run_dir, labels, pre.graph.num_states)
         kinds.append("classifier")
     except RecipeError as err:
         print(f"evaluate: no classifier guidance ({err})", flush=True)
@@ -313,7 +319,7 @@ def compare(
                     tokens, seconds = unguided, seconds0
                 else:
                     chosen = g.model_copy(update={"kind": kind, "weight": float(w)})
-                    fn, _ = score_function(pre, chosen, run_dir, label=name)
+                    fn, _ = score_function(pre, chosen, run_dir, label=name, classifier=classifier)
                     tokens, _, seconds = draw(
                         config, pre, fn, num, length, seed + 1 + c, what=f"{name} {kind} w={w:g}"
                     )
