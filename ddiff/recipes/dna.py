@@ -166,7 +166,7 @@ class DnaRecipeConfig(RecipeConfig):
         names = self.net.labels
         if self.data.labelled and names is None:
             object.__setattr__(self, "net", self.net.model_copy(update={"labels": dna.LABELS}))
-        elif self.data.labelled and tuple(names) != dna.LABELS:
+        elif self.data.labelled and names is not None and tuple(names) != dna.LABELS:
             raise ValueError(
                 f"net.labels: the labelled windows carry {list(dna.LABELS)} (in that order), "
                 f"got {list(names)}"
@@ -247,9 +247,8 @@ class DnaTask(Task[DnaRecipeConfig]):
             "length": cfg.length,
         }
         if cfg.labelled:
-            (train, train_labels), (held, held_labels) = map(
-                dna.load_labelled, ("train", "heldout")
-            )
+            train, train_labels = dna.load_labelled("train")
+            held, held_labels = dna.load_labelled("heldout")
             provenance["source"] = (
                 "shipped: E. coli 536 promoter and gene windows (ddiff.domains.dna.load_labelled)"
             )

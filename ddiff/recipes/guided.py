@@ -289,7 +289,8 @@ def compare(
     except RecipeError as err:
         print(f"evaluate: no classifier guidance ({err})", flush=True)
     held_of = {c: held[data.heldout_labels == c] for c in range(len(labels))}
-    judges, judged = {}, {}
+    judges: dict[str, Any] = {}
+    judged: dict[str, dict[str, Any]] = {}
     for key, options in JUDGES.items():
         start = time.perf_counter()
         judge = KmerJudge(num_tokens=task.num_tokens, **options)
