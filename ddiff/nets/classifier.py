@@ -10,7 +10,15 @@ from torch import Tensor, nn
 
 from ddiff._checks import batch_sigma, check_token_batch
 from ddiff.nets.conv import _check_conv_sizes, _dilated_blocks
-from ddiff.nets.transformer import PRESETS, _check_sizes, _modulate, _SigmaEmbedding, _Trunk
+from ddiff.nets.transformer import (
+    PRESETS,
+    _add_positions,
+    _check_max_length,
+    _check_sizes,
+    _modulate,
+    _SigmaEmbedding,
+    _Trunk,
+)
 
 
 class NoisyClassifierNet(nn.Module):
@@ -76,13 +84,7 @@ class NoisyClassifierNet(nn.Module):
         max_length: int | None = None,
     ) -> None:
         super().__init__()
-        if max_length is not None and (
-            isinstance(max_length, bool) or int(max_length) != max_length or max_length < 1
-        ):
-            raise ValueError(
-                f"max_length must be a positive integer (or None: rotary positions only), got "
-                f"{max_length!r}"
-            )
+        _check_max_length(max_length)
         for name, value, low in (("num_states", num_states, 2), ("num_labels", num_labels, 2)):
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -145,12 +147,7 @@ class NoisyClassifierNet(nn.Module):
             x_t = check_token_batch(x_t, self.num_states, "x_t", "num_states", "the classifier")
             h = self.embedding(x_t)
         if self.position is not None:
-            if h.shape[1] > self.position.num_embeddings:
-                raise ValueError(
-                    f"x_t has length {h.shape[1]}, longer than max_length = "
-                    f"{self.position.num_embeddings} of the classifier's position table"
-                )
-            h = h + self.position.weight[: h.shape[1]]
+            h = _add_positions(h, self.position)
         sigma = batch_sigma(sigma, h[..., 0])[:, 0]
         return self._features(h, sigma)
 

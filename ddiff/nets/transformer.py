@@ -310,13 +310,7 @@ class TransformerScoreNet(ScoreNet):
         max_length: int | None = None,
     ) -> None:
         super().__init__(num_states, num_labels)
-        if max_length is not None and (
-            isinstance(max_length, bool) or int(max_length) != max_length or max_length < 1
-        ):
-            raise ValueError(
-                f"max_length must be a positive integer (or None: rotary positions only), got "
-                f"{max_length!r}"
-            )
+        _check_max_length(max_length)
         hidden = _check_sizes(dim, depth, heads, cond_dim, mlp_ratio, dropout)
         parameterization = checked_parameterization(parameterization, num_states)
         self.dim = int(dim)
@@ -393,14 +387,7 @@ class TransformerScoreNet(ScoreNet):
             c = c + _embed_label(self.label_embedding, label, x_t.shape[0]).to(c.dtype)
         h = self.embedding(x_t)
         if self.position is not None:
-            length = x_t.shape[1]
-            if length > self.position.num_embeddings:
-                raise ValueError(
-                    f"x_t has length {length}, longer than max_length = "
-                    f"{self.position.num_embeddings} of the position table; build the network "
-                    "with a larger max_length"
-                )
-            h = h + self.position.weight[:length]
+            h = _add_positions(h, self.position)
         return self.trunk(h, c)
 
     def num_parameters(self, non_embedding: bool = True) -> int:
@@ -426,3 +413,25 @@ class TransformerScoreNet(ScoreNet):
             + (f", num_labels={self.num_labels}" if self.num_labels else "")
             + (f", max_length={self.max_length}" if self.max_length is not None else "")
         )
+
+
+def _check_max_length(max_length: int | None) -> None:
+    """`max_length` of an optional learned position table: a positive int, or None (none)."""
+    if max_length is not None and (
+        isinstance(max_length, bool) or int(max_length) != max_length or max_length < 1
+    ):
+        raise ValueError(
+            f"max_length must be a positive integer (or None: rotary positions only), got "
+            f"{max_length!r}"
+        )
+
+
+def _add_positions(h: Tensor, position: nn.Embedding) -> Tensor:
+    """`h` `[B, L, dim]` plus the learned embedding of each absolute position `0..L-1`."""
+    length = h.shape[1]
+    if length > position.num_embeddings:
+        raise ValueError(
+            f"x_t has length {length}, longer than max_length = {position.num_embeddings} of "
+            "the position table; build the network with a larger max_length"
+        )
+    return h + position.weight[:length]
