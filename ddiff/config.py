@@ -495,11 +495,23 @@ class AdamWConfig(_Config):
     adam_eps: float = Field(default=1e-8, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     warmup_steps: int = Field(default=2500, ge=0)
+    lr_decay: Literal["constant", "cosine"] = "constant"
+    decay_steps: int | None = Field(default=None, gt=0)
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
     grad_clip: float | None = Field(default=1.0, gt=0)
     ema_decay: float | None = Field(default=0.9999, ge=0, lt=1)
 
     _section: ClassVar[str] = "optim"
     _renamed: ClassVar[Mapping[str, str]] = {"eps": "adam_eps"}
+
+    @model_validator(mode="after")
+    def _decay_after_warmup(self) -> AdamWConfig:
+        if self.decay_steps is not None and self.decay_steps <= self.warmup_steps:
+            raise ValueError(
+                f"decay_steps ({self.decay_steps}) must be above warmup_steps "
+                f"({self.warmup_steps}): the cosine starts where the warm-up ends"
+            )
+        return self
 
     def build(self) -> OptimSettings:
         from ddiff.training import OptimSettings
@@ -510,6 +522,9 @@ class AdamWConfig(_Config):
             adam_eps=self.adam_eps,
             weight_decay=self.weight_decay,
             warmup_steps=self.warmup_steps,
+            lr_decay=self.lr_decay,
+            decay_steps=self.decay_steps,
+            min_lr_ratio=self.min_lr_ratio,
             grad_clip=self.grad_clip,
             ema_decay=self.ema_decay,
         )
@@ -878,6 +893,15 @@ class RunConfig(_Config):
             raise ValueError(
                 f"sampling.kind first_hitting needs graph.kind absorbing, got {self.graph.kind!r}; "
                 "use euler, tau_leaping or analytic"
+            )
+        if (
+            self.optim.lr_decay == "cosine"
+            and self.optim.decay_steps is None
+            and self.train.max_steps <= self.optim.warmup_steps
+        ):
+            raise ValueError(
+                f"optim.lr_decay 'cosine' ends at train.max_steps ({self.train.max_steps}), "
+                f"which must be above optim.warmup_steps ({self.optim.warmup_steps})"
             )
         labelled = isinstance(self.data, NpyDataConfig) and self.data.train_labels is not None
         if labelled and self.net.num_labels == 0:

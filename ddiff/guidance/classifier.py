@@ -144,16 +144,39 @@ class ClassifierGuidance:
         self.graph = graph
         self.max_batch = max_batch
 
+    reads_positions = True  # see ddiff.samplers.base.reads_positions
+
     def __repr__(self) -> str:
         return f"ClassifierGuidance(weight={self.weight}, mode={self.mode!r})"
 
-    def __call__(self, x_t: Tensor, sigma: Tensor, *, condition: Clamp | None = None) -> Tensor:
-        """Guided log-scores `[B, L, S]` of `x_t` `[B, L]` at total noise `sigma` `[B]`."""
+    def __call__(
+        self,
+        x_t: Tensor,
+        sigma: Tensor,
+        *,
+        condition: Clamp | None = None,
+        positions: Tensor | None = None,
+    ) -> Tensor:
+        """Guided log-scores `[B, L, S]` of `x_t` `[B, L]` at total noise `sigma` `[B]`.
+
+        `positions` (bool `[B, L]`): guide only these positions (the caller reads no other);
+        elsewhere the entries are the unguided log-scores. The first-hitting sampler passes the
+        positions it unmasks, so the exact mode classifies $S - 1$ neighbours per unmasking
+        event instead of $S - 1$ per masked position.
+        """
         log_score = check_log_score(call(self.score_fn, x_t, sigma, condition), x_t, "score_fn")
         if self.weight == 0.0:
             return zero_at_current(log_score.clone(), x_t)
         sigma = _batch(sigma, x_t)
         active = movable(self.graph, x_t, condition)
+        if positions is not None:
+            if positions.shape != x_t.shape or positions.dtype != torch.bool:
+                raise ValueError(
+                    f"positions must be a bool tensor of the tokens' shape {list(x_t.shape)}, "
+                    f"got {positions.dtype} {list(positions.shape)}"
+                )
+            positions = positions.to(x_t.device)
+            active = positions if active is None else active & positions
         if self.mode == "exact":
             delta = self.log_ratio(x_t, sigma, log_score.shape[-1], active, condition)
         else:

@@ -693,19 +693,29 @@ class _ScoreCalls:
         shift = _log_expm1(stored_sigma) - _log_expm1(sigma_b)
         return log_score + shift.to(log_score.dtype)[:, None, None]
 
-    def at(self, x: Tensor, sigma: Tensor, rows: Tensor) -> Tensor:
-        """Log-scores of the sequences `rows` only (tokens `x` `[R, L]`, noise `sigma` `[R]`)."""
-        return self._evaluate(x, sigma, None if rows.numel() == self.shape[0] else rows)
+    def at(
+        self, x: Tensor, sigma: Tensor, rows: Tensor, positions: Tensor | None = None
+    ) -> Tensor:
+        """Log-scores of the sequences `rows` only (tokens `x` `[R, L]`, noise `sigma` `[R]`).
 
-    def _evaluate(self, x: Tensor, sigma: Tensor, rows: Tensor | None) -> Tensor:
+        `positions` (bool `[R, L]`), for a score function that `reads_positions`: the only
+        positions whose scores the caller reads (see `reads_positions`).
+        """
+        rows_or_none = None if rows.numel() == self.shape[0] else rows
+        return self._evaluate(x, sigma, rows_or_none, positions)
+
+    def _evaluate(
+        self, x: Tensor, sigma: Tensor, rows: Tensor | None, positions: Tensor | None = None
+    ) -> Tensor:
         n = x.shape[0]
+        extra: dict[str, Tensor] = {} if positions is None else {"positions": positions}
         if self.passed is None:
-            out = cast(ScoreFn, self.score_fn)(x, sigma)
+            out = cast(ScoreFn, self.score_fn)(x, sigma, **extra)
         else:
             passed = self.passed
             if rows is not None:
                 passed = Clamp(mask=passed.mask[rows], tokens=passed.tokens[rows])
-            out = cast(ConditionalScoreFn, self.score_fn)(x, sigma, condition=passed)
+            out = cast(ConditionalScoreFn, self.score_fn)(x, sigma, condition=passed, **extra)
         self.calls += 1
         self.rows += n
         expected = [n, *self.shape[1:]]
@@ -718,6 +728,16 @@ class _ScoreCalls:
         if not out.is_floating_point():
             raise ValueError(f"score_fn must return floating log-scores, got {out.dtype}")
         return out if out.dtype in (torch.float32, torch.float64) else out.float()
+
+
+def reads_positions(score_fn: object) -> bool:
+    """Whether `score_fn` takes a `positions=` keyword (bool `[B, L]`) and may then compute only
+    those positions' scores, as `ddiff.guidance.ClassifierGuidance` does (its exact mode is then
+    cheaper). A sampler that knows before the call which positions it will read (the
+    first-hitting sampler in random order) passes them; the entries elsewhere are not used.
+    Score functions say so with a true attribute `reads_positions`.
+    """
+    return getattr(score_fn, "reads_positions", False) is True
 
 
 def _log_expm1(sigma: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ from ddiff.samplers.base import (
     _positive_int,
     _progress,
     _ScoreCalls,
+    reads_positions,
 )
 from ddiff.schedules import NoiseSchedule
 
@@ -219,6 +220,10 @@ class FirstHittingSampler(Sampler):
         tiny = torch.finfo(f64).tiny
         times = []
         calls = -(-int(left.max()) // self.tokens_per_call)
+        # In random order the positions that unmask do not depend on the scores: draw them first
+        # and tell a score function that can use it (exact classifier guidance then classifies
+        # the neighbours of those positions only). Other score functions keep the draw order.
+        early = self.order == "random" and reads_positions(score_fn)
         for _ in _progress(range(calls), progress, type(self).__name__):
             rows = (left > 0).nonzero().squeeze(-1)
             n, k = left[rows], left[rows].clamp(max=self.tokens_per_call)
@@ -232,8 +237,14 @@ class FirstHittingSampler(Sampler):
             log_m[rows] = lm
             sigma = -torch.log1p(-first.exp())  # total noise at the (first) event
             times.append(self._record_times(batch, rows, sigma))
-            log_score = evaluate.at(x[rows], sigma, rows)  # [R, L, S]
-            x[rows] = self._unmask(x[rows], log_score, k, mask_token, n_data, generator)
+            priority = positions = None
+            if early:
+                priority = self._random_priority(x[rows], mask_token, generator)
+                positions = self._chosen(priority, k)
+            log_score = evaluate.at(x[rows], sigma, rows, positions)  # [R, L, S]
+            x[rows] = self._unmask(
+                x[rows], log_score, k, mask_token, n_data, generator, priority
+            )
             left[rows] -= k
         if clamp is not None:
             x = clamp(x)
@@ -250,18 +261,17 @@ class FirstHittingSampler(Sampler):
         mask_token: int,
         n_data: int,
         generator: torch.Generator | None,
+        priority: Tensor | None = None,
     ) -> Tensor:
-        """Unmask `k[r]` masked positions of each row `r` of `x` `[R, L]`."""
-        masked = x == mask_token
+        """Unmask `k[r]` masked positions of each row `r` of `x` `[R, L]`: those of highest
+        `priority` (`[R, L]`, drawn here unless given; -inf at unmasked positions)."""
         data = log_score[..., :n_data].to(torch.float64)
-        if self.order == "confidence":
+        if priority is None and self.order == "confidence":
             # The most probable token's probability at each masked position.
             priority = torch.log_softmax(data, dim=-1).amax(dim=-1)
-        else:
-            priority = torch.rand(
-                x.shape, dtype=torch.float64, device=x.device, generator=generator
-            )
-        priority = priority.masked_fill(~masked, -math.inf)
+            priority = priority.masked_fill(x != mask_token, -math.inf)
+        elif priority is None:
+            priority = self._random_priority(x, mask_token, generator)
         top = int(k.max())
         ranked = priority.topk(top, dim=-1).indices  # [R, top]
         chosen = torch.arange(top, device=x.device)[None, :] < k[:, None]  # [R, top]
@@ -275,6 +285,24 @@ class FirstHittingSampler(Sampler):
         out = x.clone()
         out[row_of, pos_of] = tokens
         return out
+
+    @staticmethod
+    def _random_priority(
+        x: Tensor, mask_token: int, generator: torch.Generator | None
+    ) -> Tensor:
+        """Uniform priorities `[R, L]` over the masked positions (-inf elsewhere): the top `k`
+        of a row are `k` masked positions drawn uniformly without replacement."""
+        priority = torch.rand(x.shape, dtype=torch.float64, device=x.device, generator=generator)
+        return priority.masked_fill(x != mask_token, -math.inf)
+
+    @staticmethod
+    def _chosen(priority: Tensor, k: Tensor) -> Tensor:
+        """Bool `[R, L]`: the `k[r]` positions of highest priority in each row `r`."""
+        top = int(k.max())
+        ranked = priority.topk(top, dim=-1).indices
+        keep = torch.arange(top, device=priority.device)[None, :] < k[:, None]
+        out = torch.zeros(priority.shape, dtype=torch.bool, device=priority.device)
+        return out.scatter_(-1, ranked, keep)
 
     def _record_times(self, batch: int, rows: Tensor, sigma: Tensor) -> Tensor:
         """The event times of this call, `[B]` (NaN for sequences not evaluated)."""

@@ -153,7 +153,8 @@ class _TrainingModule(L.LightningModule, abc.ABC):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optim.build_optimizer(self.net.parameters())
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.optim.lr_factor())
+        max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.optim.lr_factor(max_steps))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

@@ -269,6 +269,45 @@ def test_fixed_positions_cost_no_classifier_calls() -> None:
     assert calls == [1, 2]  # x_t, then the 2 neighbours of the one free position
 
 
+@graphs
+def test_positions_guide_those_positions_and_leave_the_others_unguided(graph_name: str) -> None:
+    oracle = problem(graph_name)
+    x_t, sigma = noisy_batch(oracle, batch=32)
+    g = torch.Generator().manual_seed(1)
+    positions = torch.rand(x_t.shape, generator=g) < 0.5
+    guided = ClassifierGuidance(oracle.unconditional, oracle.classifier(2), 1.7, graph=oracle.graph)
+    full = guided(x_t, sigma)
+    part = guided(x_t, sigma, positions=positions)
+    unguided = oracle.unconditional(x_t, sigma).scatter(-1, x_t.unsqueeze(-1), 0.0)
+    assert_same_scores(part[positions], full[positions])
+    assert_same_scores(part[~positions], unguided[~positions])
+    with pytest.raises(ValueError, match="positions must be a bool tensor"):
+        guided(x_t, sigma, positions=positions.long())
+
+
+def test_first_hitting_classifies_only_the_neighbours_of_the_unmasked_position() -> None:
+    """With `reads_positions`, the first-hitting sampler asks for one position per event, so the
+    exact mode classifies x_t and the S - 1 = 3 neighbours of that position (MASK -> each data
+    token), instead of 3 per masked position."""
+    from ddiff.samplers import FirstHittingSampler
+    from ddiff.schedules import LogLinearSchedule
+
+    graph = AbsorbingGraph(3)
+    oracle = LabelledOracle.random(graph, 4, num_labels=2, seed=0)
+    rows: list[int] = []
+
+    def classifier(x: Tensor, s: Tensor) -> Tensor:
+        rows.append(x.shape[0])
+        return oracle.classifier(1)(x, s)
+
+    guided = ClassifierGuidance(oracle.unconditional, classifier, 1.0, graph=graph)
+    sampler = FirstHittingSampler(graph, LogLinearSchedule())
+    sampler.sample(guided, 8, 4, None, generator=torch.Generator().manual_seed(0))
+    # 4 events (one per position); each: the 8 sequences, then 8 x 3 neighbours.
+    assert len(rows) == 8 and rows[0::2] == [8] * 4
+    assert all(n == 8 * graph.num_tokens for n in rows[1::2])
+
+
 @pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
 def test_bad_weights_are_refused(weight: float) -> None:
     fn = lambda x, s: torch.zeros(*x.shape, 3)  # noqa: E731
