@@ -15,6 +15,55 @@ def test_linear_warmup_then_constant() -> None:
     assert OptimSettings(warmup_steps=0).lr_factor()(0) == 1.0
 
 
+def test_cosine_decay_from_the_end_of_warmup_to_the_floor() -> None:
+    import math
+
+    settings = OptimSettings(warmup_steps=10, lr_decay="cosine", decay_steps=110, min_lr_ratio=0.1)
+    factor = settings.lr_factor()
+    assert factor(8) == pytest.approx(0.9)  # still warming up
+    assert factor(9) == 1.0  # the cosine starts where the warm-up ends
+    assert factor(59) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: the midpoint
+    assert factor(109) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)
+    values = [factor(s) for s in range(9, 110)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))  # never rises
+    expected = [0.1 + 0.45 * (1 + math.cos(math.pi * (s + 1 - 10) / 100)) for s in range(9, 110)]
+    assert values == pytest.approx(expected)
+
+
+def test_cosine_decay_ends_at_max_steps_unless_told() -> None:
+    settings = OptimSettings(warmup_steps=2, lr_decay="cosine")
+    assert settings.lr_factor(max_steps=12)(11) == 0.0
+    assert OptimSettings(lr_decay="cosine", decay_steps=5).lr_factor(max_steps=100)(4) == 0.0
+    with pytest.raises(ValueError, match="needs decay_steps, or a run with max_steps"):
+        settings.lr_factor()
+    with pytest.raises(ValueError, match="needs decay_steps"):
+        settings.lr_factor(max_steps=2)
+
+
+def test_cosine_decay_in_a_run_config() -> None:
+    from pydantic import ValidationError
+
+    from ddiff.config import RunConfig
+
+    base = {
+        "graph": {"kind": "absorbing", "num_tokens": 4},
+        "schedule": {"kind": "loglinear", "survival": 0.0},
+        "train": {"max_steps": 50},
+    }
+    config = RunConfig.model_validate(
+        {**base, "optim": {"kind": "adamw", "warmup_steps": 5, "lr_decay": "cosine"}}
+    )
+    assert config.optim.build().lr_factor(50)(49) == 0.0
+    with pytest.raises(ValidationError, match="decay_steps .* must be above warmup_steps"):
+        RunConfig.model_validate(
+            {**base, "optim": {"kind": "adamw", "warmup_steps": 5, "decay_steps": 5}}
+        )
+    with pytest.raises(ValidationError, match="ends at train.max_steps"):
+        RunConfig.model_validate(
+            {**base, "optim": {"kind": "adamw", "warmup_steps": 60, "lr_decay": "cosine"}}
+        )
+
+
 def test_weight_decay_applies_to_matrices_only() -> None:
     net = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
     opt = OptimSettings(weight_decay=0.1).build_optimizer(net.parameters())
@@ -34,6 +83,10 @@ def test_weight_decay_applies_to_matrices_only() -> None:
         ({"grad_clip": 0.0}, "grad_clip"),
         ({"ema_decay": 1.0}, "ema_decay"),
         ({"weight_decay": -0.1}, "weight_decay"),
+        ({"lr_decay": "linear"}, "lr_decay"),
+        ({"decay_steps": 0}, "decay_steps"),
+        ({"warmup_steps": 10, "decay_steps": 10}, "decay_steps"),
+        ({"min_lr_ratio": 1.5}, "min_lr_ratio"),
     ],
 )
 def test_invalid_settings_name_the_field(kwargs: dict, message: str) -> None:
