@@ -739,6 +739,31 @@ class _SamplerFields(_Config):
 
     _section: ClassVar[str] = "sampling"
     _renamed: ClassVar[Mapping[str, str]] = {"eps": "final_time"}
+    # First-hitting's own controls, at their defaults (the values that keep its law).
+    _event_keys: ClassVar[Mapping[str, Any]] = {
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "order": "random",
+        "tokens_per_call": 1,
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_event_keys(cls, data: Any) -> Any:
+        """Drop first-hitting's controls left in a `sampling` section switched to a grid kind
+        (as `--sampler euler` does to the DNA recipe's first-hitting section): silently at their
+        defaults, with a `UserWarning` otherwise."""
+        if not isinstance(data, dict):
+            return data
+        chosen = {k: data[k] for k, v in cls._event_keys.items() if k in data and data[k] != v}
+        if chosen:
+            warnings.warn(
+                f"sampling.kind {data.get('kind')} does not take the first-hitting sampler's "
+                f"controls: {chosen} not used",
+                UserWarning,
+                stacklevel=_caller_level(),
+            )
+        return {k: v for k, v in data.items() if k not in cls._event_keys}
 
     def _kwargs(self) -> dict[str, Any]:
         return {
@@ -893,15 +918,6 @@ class RunConfig(_Config):
             raise ValueError(
                 f"sampling.kind first_hitting needs graph.kind absorbing, got {self.graph.kind!r}; "
                 "use euler, tau_leaping or analytic"
-            )
-        if (
-            self.optim.lr_decay == "cosine"
-            and self.optim.decay_steps is None
-            and self.train.max_steps <= self.optim.warmup_steps
-        ):
-            raise ValueError(
-                f"optim.lr_decay 'cosine' ends at train.max_steps ({self.train.max_steps}), "
-                f"which must be above optim.warmup_steps ({self.optim.warmup_steps})"
             )
         labelled = isinstance(self.data, NpyDataConfig) and self.data.train_labels is not None
         if labelled and self.net.num_labels == 0:

@@ -238,6 +238,18 @@ def test_switching_a_grid_section_to_first_hitting() -> None:
         FirstHittingSamplerConfig(tokens_per_call=0)
 
 
+def test_switching_a_first_hitting_section_to_a_grid_kind() -> None:
+    """`--sampler euler` on the DNA recipe's first-hitting section: first-hitting's controls at
+    their defaults are dropped silently, chosen ones with a warning naming them."""
+    events = FirstHittingSamplerConfig().model_dump()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = TauLeapingSamplerConfig.model_validate({**events, "kind": "tau_leaping"})
+    assert config == TauLeapingSamplerConfig()
+    with pytest.warns(UserWarning, match=r"first-hitting sampler's controls: \{'top_p': 0.9\}"):
+        EulerSamplerConfig.model_validate({**events, "kind": "euler", "top_p": 0.9})
+
+
 def test_optim_config_builds_settings() -> None:
     settings = AdamWConfig(lr=1e-3, warmup_steps=7, grad_clip=None, ema_decay=None).build()
     assert settings == OptimSettings(lr=1e-3, warmup_steps=7, grad_clip=None, ema_decay=None)

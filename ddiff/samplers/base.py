@@ -693,9 +693,7 @@ class _ScoreCalls:
         shift = _log_expm1(stored_sigma) - _log_expm1(sigma_b)
         return log_score + shift.to(log_score.dtype)[:, None, None]
 
-    def at(
-        self, x: Tensor, sigma: Tensor, rows: Tensor, positions: Tensor | None = None
-    ) -> Tensor:
+    def at(self, x: Tensor, sigma: Tensor, rows: Tensor, positions: Tensor | None = None) -> Tensor:
         """Log-scores of the sequences `rows` only (tokens `x` `[R, L]`, noise `sigma` `[R]`).
 
         `positions` (bool `[R, L]`), for a score function that `reads_positions`: the only

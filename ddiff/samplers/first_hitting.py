@@ -242,9 +242,7 @@ class FirstHittingSampler(Sampler):
                 priority = self._random_priority(x[rows], mask_token, generator)
                 positions = self._chosen(priority, k)
             log_score = evaluate.at(x[rows], sigma, rows, positions)  # [R, L, S]
-            x[rows] = self._unmask(
-                x[rows], log_score, k, mask_token, n_data, generator, priority
-            )
+            x[rows] = self._unmask(x[rows], log_score, k, mask_token, n_data, generator, priority)
             left[rows] -= k
         if clamp is not None:
             x = clamp(x)
@@ -287,9 +285,7 @@ class FirstHittingSampler(Sampler):
         return out
 
     @staticmethod
-    def _random_priority(
-        x: Tensor, mask_token: int, generator: torch.Generator | None
-    ) -> Tensor:
+    def _random_priority(x: Tensor, mask_token: int, generator: torch.Generator | None) -> Tensor:
         """Uniform priorities `[R, L]` over the masked positions (-inf elsewhere): the top `k`
         of a row are `k` masked positions drawn uniformly without replacement."""
         priority = torch.rand(x.shape, dtype=torch.float64, device=x.device, generator=generator)

@@ -32,7 +32,8 @@ class OptimSettings:
         lr_decay: "constant" after the warm-up, or "cosine": a half cosine from `lr` at the
             end of the warm-up to `min_lr_ratio * lr` at step `decay_steps`, then flat.
         decay_steps: the step at which the cosine ends; None: the Trainer's `max_steps`
-            (a run stopped early by a time limit has not finished its decay).
+            (a run stopped early by a time limit has not finished its decay; a run no longer
+            than its warm-up has no decay phase).
         min_lr_ratio: the final learning rate of the cosine over `lr`, in [0, 1].
         grad_clip: maximum global gradient norm, or None not to clip.
         ema_decay: decay of the weight average in [0, 1), or None for no average. The decay
@@ -126,20 +127,18 @@ class OptimSettings:
         """
         warmup = self.warmup_steps
         end = self.decay_steps if self.decay_steps is not None else max_steps
-        if self.lr_decay == "cosine" and (end is None or end <= warmup):
+        if self.lr_decay == "cosine" and end is None:
             raise ValueError(
-                "lr_decay='cosine' needs decay_steps, or a run with max_steps, above "
-                f"warmup_steps ({warmup}); got decay_steps={self.decay_steps!r}, "
-                f"max_steps={max_steps!r}"
+                "lr_decay='cosine' needs decay_steps, or a run with max_steps, to know where "
+                "the cosine ends"
             )
         floor = self.min_lr_ratio
 
         def factor(step: int) -> float:
             if step + 1 < warmup:
                 return (step + 1) / warmup
-            if self.lr_decay == "constant":
-                return 1.0
-            assert end is not None
+            if self.lr_decay == "constant" or end is None or end <= warmup:
+                return 1.0  # a run no longer than its warm-up has no decay phase
             done = min(1.0, max(0.0, (step + 1 - warmup) / (end - warmup)))
             return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * done))
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.recipes.conftest import TINY, run_main
+from tests.recipes.conftest import TINY_DNA, run_main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -151,7 +151,7 @@ def test_train_on_user_fasta_and_resume(tmp_path: Path, capsys: pytest.CaptureFi
     small = ["--set", "data.length=40", "--set", "train.batch_size=8"]
     code, _, err = run_main(
         "dna",
-        ["train", "--data", str(fasta), "--out", str(out), *TINY, *small, "--max-steps", "6"],
+        ["train", "--data", str(fasta), "--out", str(out), *TINY_DNA, *small, "--max-steps", "6"],
         capsys,
     )
     assert code == 0, err
@@ -361,9 +361,7 @@ def test_renamed_config_key_still_works_with_one_warning_line(
     old = tmp_path / "old.yaml"
     old.write_text(json.dumps(config))  # JSON is YAML
     argv = ["sample", "--config", str(old), "--checkpoint", str(dna_run), "--out", str(tmp_path)]
-    code, _, err = run_main(
-        "dna", [*argv, "--num-samples", "2", "--steps", "2", "--no-progress"], capsys
-    )
+    code, _, err = run_main("dna", [*argv, "--num-samples", "2", "--no-progress"], capsys)
     assert code == 0, err
     assert err.strip().splitlines() == [
         f"warning: {old}: schedule.eps is deprecated, use schedule.survival (the same value)"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.recipes.conftest import TINY, run_main
+from tests.recipes.conftest import TINY, TINY_DNA, run_main
 
 REPO = Path(__file__).resolve().parents[2]
 PROMOTERS = REPO / "ddiff" / "domains" / "data" / "ecoli_promoters_train.fasta"
@@ -257,7 +257,7 @@ def test_unwritable_out_fails_before_any_work(
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 def test_kill_9_during_training_then_resume(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "ddiff.recipes.dna", "train", "--out", str(out), *TINY]
+    argv = [sys.executable, "-m", "ddiff.recipes.dna", "train", "--out", str(out), *TINY_DNA]
     argv += ["--max-steps", "400", "--set", "train.checkpoint_every_n_steps=20"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
