@@ -60,14 +60,16 @@ def graph_of(kind: str, num_tokens: int, frequencies: torch.Tensor | None = None
 
 
 CONV = {"dim": 64, "depth": 6, "kernel_size": 5, "cycle": 6, "cond_dim": 64}
-"""`ConvScoreNet` sizes of the `*_conv` models: the DNA recipe's convolutional network."""
+"""`ConvScoreNet` sizes of the `*_conv` models: the DNA sweep's `conv` variant (6 blocks);
+`*_conv3` has 3 blocks (dilations 1, 2, 4), as the DNA recipe's default network."""
 
 
 def build_model(
     kind: str, num_tokens: int, seed: int, length: int = 64, **graph_kwargs: Any
 ) -> Model:
     """An untrained model: `kind` is "ar", a graph kind for `graph_of` (the transformer), or a
-    graph kind with `_conv` appended (`ConvScoreNet` with absolute positions up to `length`)."""
+    graph kind with `_conv` or `_conv3` appended (`ConvScoreNet` with absolute positions up to
+    `length`, 6 or 3 blocks); a trailing `_cos` (read by `train`) changes only the training."""
     from ddiff import AbsorbingGraph, LogLinearSchedule
     from ddiff.nets import (
         CausalTransformer,
@@ -76,21 +78,25 @@ def build_model(
         TransformerScoreNet,
     )
 
-    conv = kind.endswith("_conv")
+    name, kind = kind, kind.removesuffix("_cos")
+    depth = 3 if kind.endswith("_conv3") else CONV["depth"]
+    conv = kind.endswith(("_conv", "_conv3"))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if kind == "ar":
-            return Model("ar", CausalTransformer(num_tokens, **NET))
-        graph = graph_of(kind.removesuffix("_conv"), num_tokens, **graph_kwargs)
+            return Model(name, CausalTransformer(num_tokens, **NET))
+        base = kind.removesuffix("_conv3").removesuffix("_conv")
+        graph = graph_of(base, num_tokens, **graph_kwargs)
         absorbing = isinstance(graph, AbsorbingGraph)
         param = ScaledAbsorbingParameterization(graph) if absorbing else None
         if conv:
-            net = ConvScoreNet(graph.num_states, length, parameterization=param, **CONV)
+            sizes = {**CONV, "depth": depth}
+            net = ConvScoreNet(graph.num_states, length, parameterization=param, **sizes)
         else:
             net = TransformerScoreNet(graph.num_states, parameterization=param, **NET)
     # Absorbing: the schedule reaches the all-MASK limit; the others stop 1e-3 short of it.
     schedule = LogLinearSchedule(survival=0.0 if absorbing else 1e-3)
-    return Model(kind, net, graph, schedule)
+    return Model(name, net, graph, schedule)
 
 
 def train(
@@ -103,7 +109,8 @@ def train(
     length: int | None = None,
     pad_token: int = 0,
 ) -> tuple[Model, dict[str, Any]]:
-    """Train for `steps` optimizer steps; returns the model with its EMA weights and a record."""
+    """Train for `steps` optimizer steps; returns the model with its EMA weights and a record.
+    A model whose name ends in `_cos` decays its learning rate along a cosine over the steps."""
     from ddiff.training import (
         AutoregressiveModule,
         DiffusionModule,
@@ -111,7 +118,8 @@ def train(
         TokenDataModule,
     )
 
-    optim = OptimSettings(**OPTIM)
+    decay = "cosine" if model.name.endswith("_cos") else "constant"
+    optim = OptimSettings(**OPTIM, lr_decay=decay)
     module: Any
     if model.graph is None:
         module = AutoregressiveModule(model.net, optim)
