@@ -161,9 +161,7 @@ class DnaRecipeConfig(RecipeConfig):
     # reverse chain: chosen by benchmarks/dna_sweep.py at equal wall time (docs/benchmarks.md,
     # section 6), where the transformer this replaced lost to the order-3 Markov chain.
     net: NetConfig = ConvNetConfig(max_length=dna.PROMOTER_LENGTH, depth=3)
-    optim: OptimConfig = AdamWConfig(
-        lr=1e-3, warmup_steps=100, lr_decay="cosine", ema_decay=0.995
-    )
+    optim: OptimConfig = AdamWConfig(lr=1e-3, warmup_steps=100, lr_decay="cosine", ema_decay=0.995)
     train: TrainConfig = cpu_training(3500, every=500)
     sampling: SamplerConfig = FirstHittingSamplerConfig()
     generate: GenerateConfig = GenerateConfig(num_samples=256, batch_size=256)
