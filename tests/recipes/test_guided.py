@@ -137,7 +137,10 @@ def test_the_shipped_labelled_config_is_the_defaults_plus_labels() -> None:
     repo = Path(__file__).resolve().parents[2]
     config = DnaRecipeConfig.from_yaml(repo / "recipes" / "dna-labelled.yaml")
     assert config.data.labelled and config.net.labels == dna.LABELS
-    assert config.net.kind == "conv" and config.net.max_length == 150
     default = RECIPE.default_config()
-    for section in ("graph", "schedule", "optim", "train", "sampling", "guidance", "evaluate"):
+    assert config.net == default.net.model_copy(update={"labels": dna.LABELS})
+    for section in ("graph", "schedule", "optim", "train", "sampling", "evaluate"):
         assert getattr(config, section) == getattr(default, section), section
+    # Its own guidance settings: the exact mode, weights up to 2, a longer-trained classifier.
+    assert config.guidance.mode == "exact" and config.guidance.sweep_weights == (0, 1, 2)
+    assert config.guidance.classifier.max_steps == 3000
