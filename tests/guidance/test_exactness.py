@@ -116,13 +116,29 @@ def test_label_probability_rises_with_the_weight(sampler_name: str, kind: str) -
     assert all(b > a + 0.01 for a, b in itertools.pairwise(rates)), rates
 
 
-def test_guidance_composes_with_infill_on_an_absorbing_graph() -> None:
-    """Clamping is exact for absorbing graphs, with guidance too: p(x | c, fixed tokens)."""
+@pytest.mark.parametrize("sampler_name", ["analytic", "first-hitting"])
+@pytest.mark.parametrize("pass_condition", [False, True])
+def test_guidance_composes_with_infill_on_an_absorbing_graph(
+    sampler_name: str, pass_condition: bool
+) -> None:
+    """Clamping is exact for absorbing graphs, with guidance too: p(x | c, fixed tokens). The
+    first-hitting sampler also hands the guidance the positions it unmasks (`reads_positions`),
+    with the condition when `pass_condition` is set."""
     oracle = oracle_for("absorbing")
     condition = Condition.at({0: 2})
-    sampler = sampler_for("analytic", "absorbing")
+    sampler = sampler_for(sampler_name, "absorbing")
+    kw = {"condition": condition, "pass_condition": pass_condition}
     for kind in ("classifier", "free"):
-        x = draw(sampler, guided(kind, oracle, 1.0), oracle, 32, condition=condition)
+        fn = guided(kind, oracle, 1.0)
+        if pass_condition:  # the oracle's functions take no condition: drop it on their way
+            inner = fn
+
+            def fn(x_t, sigma, *, condition, positions=None, _inner=inner):  # type: ignore[no-untyped-def]
+                extra = {} if positions is None else {"positions": positions}
+                return _inner(x_t, sigma, **extra)
+
+            fn.reads_positions = getattr(inner, "reads_positions", False)  # type: ignore[attr-defined]
+        x = draw(sampler, fn, oracle, 32, **kw)
         assert bool((x[:, 0] == 2).all())
         tv = oracle.conditional(LABEL).conditional(condition).total_variation(x)
         assert tv < 0.03, f"{kind}: TV to p(x | c, x^0 = 2) = {tv:.4f}"
