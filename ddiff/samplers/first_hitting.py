@@ -50,6 +50,11 @@ class FirstHittingSampler(Sampler):
     left). The sequences of a batch are evaluated together, each at the noise level of its own
     next event; a sequence with nothing left to unmask is not evaluated.
 
+    In random order the positions of an event do not depend on the scores, so they are drawn
+    before the call; a score function with a true attribute `reads_positions` (exact classifier
+    guidance, `ddiff.guidance.ClassifierGuidance`) is then called with `positions=` (bool
+    `[B, L]`, the positions the event unmasks) and may compute only those positions' scores.
+
     Fixed tokens of a `condition` are never masked, so they are respected and, as for every
     sampler on an absorbing graph, the unconditional scores sample the exact conditional.
     The start is the all-MASK limit at $t = 1$; with a schedule that does not reach the limit
