@@ -308,6 +308,35 @@ def test_first_hitting_classifies_only_the_neighbours_of_the_unmasked_position()
     assert all(n == 8 * graph.num_tokens for n in rows[1::2])
 
 
+@pytest.mark.parametrize("tokens_per_call", [1, 3])
+def test_first_hitting_unmasks_exactly_the_positions_it_announced(tokens_per_call: int) -> None:
+    """The positions passed to a score function that reads them are the ones the event unmasks
+    (one per call, or `tokens_per_call`), in every row, and nothing else moves."""
+    from ddiff.samplers import FirstHittingSampler
+    from ddiff.schedules import LogLinearSchedule
+
+    graph = AbsorbingGraph(3)
+    oracle = LabelledOracle.random(graph, 5, num_labels=2, seed=0)
+    guided = ClassifierGuidance(oracle.unconditional, oracle.classifier(1), 1.0, graph=graph)
+    seen: list[tuple[Tensor, Tensor]] = []
+
+    class Recorder:
+        reads_positions = True
+
+        def __call__(self, x_t: Tensor, sigma: Tensor, *, positions: Tensor) -> Tensor:
+            seen.append((x_t.clone(), positions.clone()))
+            return guided(x_t, sigma, positions=positions)
+
+    sampler = FirstHittingSampler(graph, LogLinearSchedule(), tokens_per_call=tokens_per_call)
+    out = sampler.sample(Recorder(), 16, 5, None, generator=torch.Generator().manual_seed(3))
+    states = [x for x, _ in seen] + [out]
+    assert len(seen) == -(-5 // tokens_per_call)  # all rows are evaluated at every call
+    for (before, positions), after in zip(seen, states[1:], strict=True):
+        moved = before != after
+        assert torch.equal(moved, positions)  # exactly the announced positions unmask
+        assert bool((before[positions] == graph.mask_token).all())
+
+
 @pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
 def test_bad_weights_are_refused(weight: float) -> None:
     fn = lambda x, s: torch.zeros(*x.shape, 3)  # noqa: E731
