@@ -48,7 +48,7 @@ import itertools
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -727,6 +727,20 @@ DataConfig = Annotated[MarkovDataConfig | NpyDataConfig, Field(discriminator="ki
 # -- sampling --------------------------------------------------------------------------------------
 
 
+def _drop_other_kinds_keys(
+    data: Any, keys: Mapping[str, Any], message: Callable[[dict[str, Any]], str]
+) -> Any:
+    """`data` without `keys` (another sampler kind's fields, left in a `sampling` section when a
+    recipe's `--sampler` switches its kind): silently where they hold their defaults (`keys`'
+    values), with a `UserWarning` saying `message(chosen)` for those set to something else."""
+    if not isinstance(data, dict):
+        return data
+    chosen = {k: data[k] for k, v in keys.items() if k in data and data[k] != v}
+    if chosen:
+        warnings.warn(message(chosen), UserWarning, stacklevel=_caller_level())
+    return {k: v for k, v in data.items() if k not in keys}
+
+
 class _SamplerFields(_Config):
     steps: int = Field(
         default=128, ge=1, description="reverse steps (the denoise step adds one call)"
@@ -753,17 +767,14 @@ class _SamplerFields(_Config):
         """Drop first-hitting's controls left in a `sampling` section switched to a grid kind
         (as `--sampler euler` does to the DNA recipe's first-hitting section): silently at their
         defaults, with a `UserWarning` otherwise."""
-        if not isinstance(data, dict):
-            return data
-        chosen = {k: data[k] for k, v in cls._event_keys.items() if k in data and data[k] != v}
-        if chosen:
-            warnings.warn(
-                f"sampling.kind {data.get('kind')} does not take the first-hitting sampler's "
-                f"controls: {chosen} not used",
-                UserWarning,
-                stacklevel=_caller_level(),
-            )
-        return {k: v for k, v in data.items() if k not in cls._event_keys}
+        return _drop_other_kinds_keys(
+            data,
+            cls._event_keys,
+            lambda chosen: (
+                f"sampling.kind {data.get('kind')} does not take the first-hitting "
+                f"sampler's controls: {chosen} not used"
+            ),
+        )
 
     def _kwargs(self) -> dict[str, Any]:
         return {
@@ -830,17 +841,14 @@ class FirstHittingSamplerConfig(_Config):
     @model_validator(mode="before")
     @classmethod
     def _drop_grid_keys(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        chosen = {k: data[k] for k, v in cls._grid_keys.items() if k in data and data[k] != v}
-        if chosen:
-            warnings.warn(
-                f"sampling.kind first_hitting has no time grid: {chosen} not used (one score "
-                "call per unmasking event; tokens_per_call=k unmasks k per call)",
-                UserWarning,
-                stacklevel=_caller_level(),
-            )
-        return {k: v for k, v in data.items() if k not in cls._grid_keys}
+        return _drop_other_kinds_keys(
+            data,
+            cls._grid_keys,
+            lambda chosen: (
+                f"sampling.kind first_hitting has no time grid: {chosen} not used "
+                "(one score call per unmasking event; tokens_per_call=k unmasks k per call)"
+            ),
+        )
 
     @property
     def steps(self) -> None:
