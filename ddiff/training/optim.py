@@ -18,8 +18,9 @@ class OptimSettings:
 
     AdamW (Loshchilov & Hutter, ICLR 2019) after a linear warm-up from `lr / warmup_steps`, at
     a constant learning rate (SEDD's choice) or decayed along a half cosine to
-    `min_lr_ratio * lr` at the last training step; gradients clipped to a global norm; an exponential moving average
-    of the weights (used for validation, sampling and `save_pretrained`). Weight decay, when
+    `min_lr_ratio * lr` at the last training step; gradients clipped to a global norm; an
+    exponential moving average of the weights (used for validation, sampling and
+    `save_pretrained`). Weight decay, when
     non-zero, applies to matrices only (parameters with two or more dimensions), not to biases,
     norms or the noise-embedding vectors.
 
@@ -33,7 +34,8 @@ class OptimSettings:
             end of the warm-up to `min_lr_ratio * lr` at step `decay_steps`, then flat.
         decay_steps: the step at which the cosine ends; None: the Trainer's `max_steps`
             (a run stopped early by a time limit has not finished its decay; a run no longer
-            than its warm-up has no decay phase).
+            than its warm-up has no decay phase; a run resumed with a larger `max_steps`
+            follows the longer cosine from the step it resumes at, so its rate jumps up).
         min_lr_ratio: the final learning rate of the cosine over `lr`, in [0, 1].
         grad_clip: maximum global gradient norm, or None not to clip.
         ema_decay: decay of the weight average in [0, 1), or None for no average. The decay
