@@ -108,6 +108,7 @@ def train(
     seed: int,
     length: int | None = None,
     pad_token: int = 0,
+    lr: float | None = None,
 ) -> tuple[Model, dict[str, Any]]:
     """Train for `steps` optimizer steps; returns the model with its EMA weights and a record.
     A model whose name ends in `_cos` decays its learning rate along a cosine over the steps."""
@@ -119,7 +120,7 @@ def train(
     )
 
     decay = "cosine" if model.name.endswith("_cos") else "constant"
-    optim = OptimSettings(**OPTIM, lr_decay=decay)
+    optim = OptimSettings(**{**OPTIM, "lr": lr or OPTIM["lr"]}, lr_decay=decay)
     module: Any
     if model.graph is None:
         module = AutoregressiveModule(model.net, optim)
@@ -130,6 +131,7 @@ def train(
     )
     record = fit(module, data, steps=steps, seed=seed)
     record["batch_size"] = batch_size
+    record["lr"] = optim.lr
     return Model(model.name, module.averaged_net.eval(), model.graph, model.schedule), record
 
 

@@ -90,8 +90,11 @@ def run(args: argparse.Namespace) -> None:
         for kind in args.models:
             if not has_model(kind, source.num_tokens):
                 continue
-            seed_part = (f"-steps{args.steps}" if args.steps != 1000 else "") + (
-                f"-seed{args.seed}" if args.seed else ""
+            seed_part = (
+                (f"-steps{args.steps}" if args.steps != 1000 else "")
+                + (f"-batch{args.batch}" if args.batch != 64 else "")
+                + (f"-lr{args.lr:g}" if args.lr is not None else "")
+                + (f"-seed{args.seed}" if args.seed else "")
             )
             path = h.OUT / "entropy_gap" / f"{name}-{kind}{seed_part}.json"
             if path.is_file() and not args.force:
@@ -100,7 +103,12 @@ def run(args: argparse.Namespace) -> None:
             kwargs = graph_kwargs(kind, source)
             model = h.build_model(kind, source.num_tokens, seed=args.seed, length=LENGTH, **kwargs)
             model, record = h.train(
-                model, train_data, steps=args.steps, batch_size=args.batch, seed=args.seed
+                model,
+                train_data,
+                steps=args.steps,
+                batch_size=args.batch,
+                seed=args.seed,
+                lr=args.lr,
             )
             estimate = h.score(model, heldout, num_t=args.num_t, seed=args.seed)
             h.save(model, h.OUT / "models" / f"{name}-{kind}{seed_part}.pt")
@@ -132,7 +140,13 @@ def seeds_table() -> str:
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for path in sorted((h.OUT / "entropy_gap").glob("*.json")):
         r = json.loads(path.read_text())
-        key = (r["source"], r["model"], int(r["training"]["steps"]))
+        training = r["training"]
+        model = r["model"]
+        if training.get("batch_size", 64) != 64:
+            model += f", batch {training['batch_size']}"
+        if training.get("lr", 1e-3) != 1e-3:
+            model += f", lr {training['lr']:g}"
+        key = (r["source"], model, int(training["steps"]))
         groups.setdefault(key, []).append(r)
     rows = []
     for (name, kind, steps), rs in sorted(groups.items()):
@@ -197,6 +211,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=[*MODELS, *EXTRA_MODELS])
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, help="peak learning rate (default: _harness.OPTIM's)")
     p.add_argument("--heldout", type=int, default=1000)
     p.add_argument("--num-t", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
