@@ -8,6 +8,8 @@ and stays stateless; it composes with an infill `condition` like any score funct
 - `ClassifierGuidance(score_fn, classifier, weight)`: adds
   $w (\\log p(c \\mid x_t^{i \\leftarrow y}) - \\log p(c \\mid x_t))$, exactly (every
   single-token neighbour) or to first order (one gradient).
+- `MarkovClassifier`: the exact noisy classifier of labels whose sequences are periodic Markov
+  chains (the forward algorithm; fitted by counting).
 - `select_label`: a one-label classifier from a classifier of all labels.
 
 At weight 1 with exact scores and an exact noisy classifier both sample $p(x \\mid c)$ exactly;
@@ -21,11 +23,13 @@ from ddiff.guidance.classifier import (
     select_label,
 )
 from ddiff.guidance.free import ClassifierFreeGuidance
+from ddiff.guidance.markov import MarkovClassifier
 
 __all__ = [
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "GuidanceMode",
+    "MarkovClassifier",
     "NoisyClassifier",
     "select_label",
 ]
