@@ -116,9 +116,19 @@ class ClassifierConfig(Section):
     graph and schedule, the recipe's `optim` settings and seed) and saves it in
     `OUT/classifier/`.
 
+    With `kind: markov` there is no network and no training loop: `train` fits one periodic
+    Markov chain per label by counting (`ddiff.guidance.MarkovClassifier`, a few seconds) and
+    the classifier is that model's exact noisy posterior (the forward algorithm over the
+    masked or substituted positions); `order` and `period` set the chains, and the network
+    fields are unused.
+
     Attributes:
         kind: `conv` (`ddiff.nets.ConvClassifierNet`: dilated convolutions with absolute
-            positions) or `transformer` (`ddiff.nets.NoisyClassifierNet`).
+            positions), `transformer` (`ddiff.nets.NoisyClassifierNet`) or `markov`
+            (`ddiff.guidance.MarkovClassifier`).
+        order: markov only: the order k of each label's chain.
+        period: markov only: the chains' transition probabilities depend on the position
+            modulo `period` (3 for codon-aligned DNA windows: one chain per codon position).
         dim: width of the network.
         depth: its number of blocks.
         heads: attention heads (transformer only).
@@ -131,7 +141,9 @@ class ClassifierConfig(Section):
         batch_size: sequences per step.
     """
 
-    kind: Literal["conv", "transformer"] = "conv"
+    kind: Literal["conv", "transformer", "markov"] = "conv"
+    order: int = Field(default=2, ge=1, le=6)
+    period: int = Field(default=1, ge=1)
     dim: int = Field(default=64, ge=2)
     depth: int = Field(default=4, ge=1)
     heads: int = Field(default=2, ge=1)
@@ -177,6 +189,11 @@ class GuidanceConfig(Section):
     def _valid_weights(self) -> GuidanceConfig:
         if not self.sweep_weights or any(w < 0 for w in self.sweep_weights):
             raise ValueError("sweep_weights must be a non-empty list of weights >= 0")
+        if self.classifier.kind == "markov" and self.mode != "exact":
+            raise ValueError(
+                "classifier.kind: markov needs mode: exact (its chains have no gradient in a "
+                "one-hot input; with the first-hitting sampler the exact mode is cheap)"
+            )
         return self
 
 

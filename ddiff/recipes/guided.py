@@ -20,6 +20,7 @@ OUT/classifier/checkpoints/, logs/ its Lightning checkpoints and metrics (as the
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,12 @@ def train_classifier(
     directory = out / CLASSIFIER_DIR
     graph, schedule = config.graph.build(), config.schedule.build()
     seed = config.train.seed
+    if cfg.kind == "markov":
+        return _fit_markov(config, graph, schedule, data, directory)
     sizes = _classifier_sizes(cfg, task.sample_length(config))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = _build_classifier(graph.num_states, len(data.labels), sizes)
+        net = _build_classifier(graph, len(data.labels), sizes)
     module = ClassifierModule(graph, schedule, net, config.optim.build(), seed=seed)
     every = max(cfg.max_steps // 2, 1)
     train_cfg = cpu_training(cfg.max_steps, every=every).model_copy(
@@ -120,6 +123,53 @@ def train_classifier(
     return record
 
 
+def _fit_markov(
+    config: RecipeConfig, graph: Any, schedule: Any, data: DataSplit, directory: Path
+) -> dict[str, Any]:
+    """`guidance.classifier.kind: markov`: the chains of each label counted on the training
+    sequences (no reverse complements: a label may depend on the strand), saved like a
+    network classifier; refitted from scratch on resume (it is deterministic)."""
+    from ddiff.guidance import MarkovClassifier
+    from ddiff.training import ClassifierModule
+
+    cfg = config.guidance.classifier
+    train, held = data.train, data.heldout
+    if not isinstance(train, Tensor) or not isinstance(held, Tensor):
+        raise RecipeError(
+            "guidance.classifier.kind: markov needs sequences of one length (its chains are "
+            "indexed by position); use kind: conv"
+        )
+    assert data.train_labels is not None and data.heldout_labels is not None
+    start = time.perf_counter()
+    clf = MarkovClassifier.fit(
+        graph,
+        train,
+        data.train_labels,
+        num_labels=len(data.labels),
+        order=cfg.order,
+        period=cfg.period,
+    )
+    seconds = time.perf_counter() - start
+    accuracy = {}
+    generator = torch.Generator().manual_seed(config.train.seed)
+    with torch.no_grad():
+        for t in ClassifierModule.bin_times():
+            sigma = schedule.total(torch.full((held.shape[0],), t, dtype=torch.float64))
+            x_t = graph.sample_transition(held, sigma, generator)
+            hits = clf(x_t, sigma).argmax(dim=-1) == data.heldout_labels
+            accuracy[f"{t:g}"] = float(hits.double().mean())
+    record = {
+        "labels": list(data.labels),
+        "num_states": graph.num_states,
+        "sizes": {"kind": "markov", "order": clf.order, "period": clf.period},
+        "steps": 0,
+        "seconds": seconds,
+        "heldout_accuracy_by_t": accuracy,
+    }
+    _save_classifier(directory, clf, record)
+    return record
+
+
 def _classifier_sizes(cfg: Any, length: int) -> dict[str, Any]:
     """The classifier's constructor arguments (recorded in its config.json), with its `kind`."""
     sizes: dict[str, Any] = {"kind": cfg.kind, "dim": cfg.dim, "depth": cfg.depth}
@@ -129,10 +179,21 @@ def _classifier_sizes(cfg: Any, length: int) -> dict[str, Any]:
     return {**sizes, "heads": cfg.heads, "max_length": length if cfg.positions else None}
 
 
-def _build_classifier(num_states: int, num_labels: int, sizes: dict[str, Any]) -> Any:
+def _build_classifier(graph: Any, num_labels: int, sizes: dict[str, Any]) -> Any:
+    """An untrained classifier of the recorded `sizes`, to load saved weights into."""
+    from ddiff.guidance import MarkovClassifier
     from ddiff.nets import ConvClassifierNet, NoisyClassifierNet
 
+    num_states = graph.num_states
     kind, rest = sizes.get("kind", "transformer"), {k: v for k, v in sizes.items() if k != "kind"}
+    if kind == "markov":  # uniform chains, replaced by the saved tables
+        s, k, p = graph.num_tokens, int(rest["order"]), int(rest["period"])
+        return MarkovClassifier(
+            graph,
+            torch.full((num_labels,), -math.log(num_labels), dtype=torch.float64),
+            torch.full((num_labels, s**k), -k * math.log(s), dtype=torch.float64),
+            torch.full((num_labels, p, s**k, s), -math.log(s), dtype=torch.float64),
+        )
     cls = ConvClassifierNet if kind == "conv" else NoisyClassifierNet
     return cls(num_states, num_labels, **rest)
 
@@ -146,8 +207,9 @@ def _save_classifier(directory: Path, net: torch.nn.Module, record: dict[str, An
     write_json(directory / CONFIG_FILE, record)
 
 
-def load_classifier(run_dir: Path | None, labels: tuple[str, ...], num_states: int) -> Any:
-    """The noisy classifier saved in `run_dir/classifier/`, checked against the model's labels.
+def load_classifier(run_dir: Path | None, labels: tuple[str, ...], graph: Any) -> Any:
+    """The noisy classifier saved in `run_dir/classifier/`, checked against the model's labels
+    and graph.
 
     Raises:
         RecipeError: if there is none, or it was trained for other labels or another graph.
@@ -155,6 +217,7 @@ def load_classifier(run_dir: Path | None, labels: tuple[str, ...], num_states: i
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    num_states = graph.num_states
     directory = None if run_dir is None else run_dir / CLASSIFIER_DIR
     if directory is None or not (directory / WEIGHTS_FILE).is_file():
         raise RecipeError(
@@ -171,7 +234,7 @@ def load_classifier(run_dir: Path | None, labels: tuple[str, ...], num_states: i
                 f"{record['num_states']} states, but the model has {list(labels)} and "
                 f"{num_states}"
             )
-        net = _build_classifier(num_states, len(labels), record["sizes"])
+        net = _build_classifier(graph, len(labels), record["sizes"])
         net.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     except (OSError, KeyError, TypeError, ValueError, SafetensorError) as err:
         raise RecipeError(f"{directory}: not a readable classifier ({one_line(str(err))})") from err
@@ -217,7 +280,7 @@ def score_function(
             net.bind_label(c), net.bind_label(None), w, graph=pre.graph
         )
     else:
-        clf = classifier or load_classifier(run_dir, pre.labels, pre.graph.num_states)
+        clf = classifier or load_classifier(run_dir, pre.labels, pre.graph)
         fn = ClassifierGuidance(
             net.bind_label(None), select_label(clf, c), w, graph=pre.graph, mode=guidance.mode
         )
@@ -284,7 +347,7 @@ def compare(
     g, seed = config.guidance, config.evaluate.seed
     kinds, classifier = ["free"], None
     try:
-        classifier = load_classifier(run_dir, labels, pre.graph.num_states)
+        classifier = load_classifier(run_dir, labels, pre.graph)
         kinds.append("classifier")
     except RecipeError as err:
         print(f"evaluate: no classifier guidance ({err})", flush=True)

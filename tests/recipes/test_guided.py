@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from ddiff import AbsorbingGraph
 from ddiff.domains import dna
 from ddiff.recipes import guided
-from tests.recipes.conftest import run_main
+from tests.recipes.conftest import TINY_DNA, run_main
 
 
 def test_a_labelled_run_trains_the_model_and_the_classifier(dna_labelled_run: Path) -> None:
@@ -29,7 +30,7 @@ def test_a_labelled_run_trains_the_model_and_the_classifier(dna_labelled_run: Pa
     assert clf["labels"] == list(dna.LABELS) and clf["steps"] == 10
     assert set(clf["heldout_accuracy_by_t"]) == {"0.1", "0.3", "0.5", "0.7", "0.9"}
     assert (dna_labelled_run / "classifier" / "model.safetensors").is_file()
-    net = guided.load_classifier(dna_labelled_run, dna.LABELS, 5)
+    net = guided.load_classifier(dna_labelled_run, dna.LABELS, AbsorbingGraph(4))
     assert net.num_labels == 2 and not net.training
 
 
@@ -141,6 +142,40 @@ def test_the_shipped_labelled_config_is_the_defaults_plus_labels() -> None:
     assert config.net == default.net.model_copy(update={"labels": dna.LABELS})
     for section in ("graph", "schedule", "optim", "train", "sampling", "evaluate"):
         assert getattr(config, section) == getattr(default, section), section
-    # Its own guidance settings: the exact mode, weights up to 2, a longer-trained classifier.
+    # Its own guidance settings: the exact mode, weights up to 2, the codon-phase Markov chains.
     assert config.guidance.mode == "exact" and config.guidance.sweep_weights == (0, 1, 2)
-    assert config.guidance.classifier.max_steps == 3000
+    clf = config.guidance.classifier
+    assert (clf.kind, clf.order, clf.period) == ("markov", 2, 3)
+    assert clf.model_copy(update={"kind": "conv", "period": 1}) == default.guidance.classifier
+
+
+def test_a_markov_classifier_is_fitted_saved_and_guides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`guidance.classifier.kind: markov`: counted chains instead of a trained network."""
+    from ddiff.guidance import MarkovClassifier
+
+    out = tmp_path / "run"
+    args = [
+        "train", "--out", str(out), *TINY_DNA,
+        "--set", "data.labelled=true",
+        "--set", "guidance.classifier.kind=markov",
+        "--set", "guidance.classifier.period=3",
+    ]  # fmt: skip
+    code, _, err = run_main("dna", args, capsys)  # chains have no gradient: exact mode only
+    assert code == 2 and "markov needs mode: exact" in err and "Traceback" not in err
+    code, _, err = run_main("dna", [*args, "--set", "guidance.mode=exact"], capsys)
+    assert code == 0, err
+    clf = json.loads((out / "recipe.json").read_text())["classifier"]
+    assert clf["sizes"] == {"kind": "markov", "order": 2, "period": 3} and clf["steps"] == 0
+    # real chains, not a tiny network: the noisy posterior is informative at low noise
+    assert clf["heldout_accuracy_by_t"]["0.1"] > 0.85
+    assert clf["heldout_accuracy_by_t"]["0.1"] > clf["heldout_accuracy_by_t"]["0.9"]
+    loaded = guided.load_classifier(out, dna.LABELS, AbsorbingGraph(4))
+    assert isinstance(loaded, MarkovClassifier) and (loaded.order, loaded.period) == (2, 3)
+    sampled = tmp_path / "sampled"
+    common = ["--checkpoint", str(out), "--out", str(sampled), "--no-progress"]
+    guide = ["--label", "gene", "--guidance", "classifier", "--guidance-weight", "1"]
+    code, _, err = run_main("dna", ["sample", *common, *guide], capsys)
+    assert code == 0, err
+    assert json.loads((sampled / "samples.json").read_text())["guidance"]["kind"] == "classifier"
