@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import subprocess
 import time
 import warnings
@@ -61,15 +62,15 @@ def graph_of(kind: str, num_tokens: int, frequencies: torch.Tensor | None = None
 
 CONV = {"dim": 64, "depth": 6, "kernel_size": 5, "cycle": 6, "cond_dim": 64}
 """`ConvScoreNet` sizes of the `*_conv` models: the DNA sweep's `conv` variant (6 blocks);
-`*_conv3` has 3 blocks (dilations 1, 2, 4), as the DNA recipe's default network."""
+`*_convN` has N blocks (`*_conv3`: dilations 1, 2, 4, as the DNA recipe's default network)."""
 
 
 def build_model(
     kind: str, num_tokens: int, seed: int, length: int = 64, **graph_kwargs: Any
 ) -> Model:
     """An untrained model: `kind` is "ar", a graph kind for `graph_of` (the transformer), or a
-    graph kind with `_conv` or `_conv3` appended (`ConvScoreNet` with absolute positions up to
-    `length`, 6 or 3 blocks); a trailing `_cos` (read by `train`) changes only the training."""
+    graph kind with `_conv` or `_convN` appended (`ConvScoreNet` with absolute positions up to
+    `length`, 6 or N blocks); a trailing `_cos` (read by `train`) changes only the training."""
     from ddiff import AbsorbingGraph, LogLinearSchedule
     from ddiff.nets import (
         CausalTransformer,
@@ -79,13 +80,14 @@ def build_model(
     )
 
     name, kind = kind, kind.removesuffix("_cos")
-    depth = 3 if kind.endswith("_conv3") else CONV["depth"]
-    conv = kind.endswith(("_conv", "_conv3"))
+    match = re.fullmatch(r"(.+)_conv(\d*)", kind)
+    conv = match is not None
+    depth = int(match.group(2)) if match and match.group(2) else CONV["depth"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if kind == "ar":
             return Model(name, CausalTransformer(num_tokens, **NET))
-        base = kind.removesuffix("_conv3").removesuffix("_conv")
+        base = match.group(1) if match else kind
         graph = graph_of(base, num_tokens, **graph_kwargs)
         absorbing = isinstance(graph, AbsorbingGraph)
         param = ScaledAbsorbingParameterization(graph) if absorbing else None

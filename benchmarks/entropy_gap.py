@@ -35,9 +35,15 @@ import _harness as h
 LENGTH = 64
 SOURCES = ("markov4", "markov20", "markov30", "promoter")
 MODELS = ("absorbing", "uniform", "substitution", "ar")
-EXTRA_MODELS = ("absorbing_conv", "absorbing_conv_cos", "absorbing_conv3_cos")
+EXTRA_MODELS = (
+    "absorbing_conv",
+    "absorbing_conv_cos",
+    "absorbing_conv3_cos",
+    "absorbing_conv4_cos",
+)
 """Run on request (`--models absorbing_conv`): the absorbing graph with `ConvScoreNet` (6
-blocks; `conv3`: 3 blocks), `_cos`: with a cosine learning-rate decay over the steps."""
+blocks; `conv3`, `conv4`: 3 or 4 blocks), `_cos`: with a cosine learning-rate decay over the
+steps."""
 LABELS = {
     "markov4": "Markov, 4 tokens, order 2",
     "markov20": "Markov, 20 tokens",
