@@ -142,8 +142,9 @@ def test_the_shipped_labelled_config_is_the_defaults_plus_labels() -> None:
     assert config.net == default.net.model_copy(update={"labels": dna.LABELS})
     for section in ("graph", "schedule", "optim", "train", "sampling", "evaluate"):
         assert getattr(config, section) == getattr(default, section), section
-    # Its own guidance settings: the exact mode, weights up to 2, the codon-phase Markov chains.
-    assert config.guidance.mode == "exact" and config.guidance.sweep_weights == (0, 1, 2)
+    # Its own guidance settings: the exact mode and the codon-phase Markov chains.
+    assert config.guidance.mode == "exact"
+    assert config.guidance.sweep_weights == default.guidance.sweep_weights == (0, 1, 1.5, 2, 4)
     clf = config.guidance.classifier
     assert (clf.kind, clf.order, clf.period) == ("markov", 2, 3)
     assert clf.model_copy(update={"kind": "conv", "period": 1}) == default.guidance.classifier
