@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> None:
                 (f"-steps{args.steps}" if args.steps != 1000 else "")
                 + (f"-batch{args.batch}" if args.batch != 64 else "")
                 + (f"-lr{args.lr:g}" if args.lr is not None else "")
+                + (f"-t{args.num_t}" if args.num_t != 8 else "")
                 + (f"-seed{args.seed}" if args.seed else "")
             )
             path = h.OUT / "entropy_gap" / f"{name}-{kind}{seed_part}.json"
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> None:
                 "gap_bits": estimate.bits_per_token - entropy,
                 "training": record,
                 "heldout_sequences": args.heldout,
+                "num_t": args.num_t,
                 "machine": h.machine(),
                 "commit": h.git_commit(),
             }
@@ -152,6 +154,8 @@ def seeds_table() -> str:
             model += f", batch {training['batch_size']}"
         if training.get("lr", 1e-3) != 1e-3:
             model += f", lr {training['lr']:g}"
+        if r.get("num_t", 8) != 8:
+            model += f", {r['num_t']} bound times"
         key = (r["source"], model, int(training["steps"]))
         groups.setdefault(key, []).append(r)
     rows = []
