@@ -406,11 +406,24 @@ def compare(
         "num_samples": num,
         "sampler": {"kind": config.sampling.kind, "steps": config.sampling.steps},
         "classifier_mode": g.mode if "classifier" in kinds else None,
+        "classifier": None if classifier is None else _describe(classifier),
         "rows": rows,
         "verdict": {
             key: _verdict(rows, key, j["accuracy_on_heldout"]) for key, j in judged.items()
         },
     }
+
+
+def _describe(classifier: Any) -> str:
+    """What the guidance classifier is, for the report."""
+    from ddiff.guidance import MarkovClassifier
+
+    if isinstance(classifier, MarkovClassifier):
+        return (
+            f"the noisy posterior of Markov chains of order {classifier.order} and period "
+            f"{classifier.period}, one per label"
+        )
+    return f"a trained {type(classifier).__name__}"
 
 
 def _verdict(
@@ -497,11 +510,14 @@ def report_lines(result: dict[str, Any], plots: dict[str, tuple[str, str]]) -> l
     held = ", ".join(f"{n} {k}" for k, n in result["num_heldout"].items())
     what = "; ".join(f"{key}: {j['what']}" for key, j in judges.items())
     mode = result["classifier_mode"]
+    steps = result["sampler"]["steps"]
+    sampler = result["sampler"]["kind"] + ("" if steps is None else f", {steps} steps")
+    used = f" ({result['classifier']})" if result.get("classifier") else ""
     lines = [
         "## Guidance: generating one label",
         "",
         f"{result['num_samples']} samples per label, kind and weight "
-        f"({result['sampler']['kind']}, {result['sampler']['steps']} steps; weight 0 is the "
+        f"({sampler}; weight 0 is the "
         "unconditional model, one set shared by every row at weight 0). Two independent judges, "
         "k-mer logistic regressions trained on the real training sequences only (never the "
         f"guidance classifier), say which label a sample looks like ({what}). Each cell gives "
@@ -509,7 +525,7 @@ def report_lines(result: dict[str, Any], plots: dict[str, tuple[str, str]]) -> l
         f"accuracy on real held-out sequences of that label ({held}): the level a perfect "
         "generator of the label reaches. JS: the samples' k-mer divergence to that label's "
         "held-out sequences (bits; lower is closer)."
-        + (f" Classifier guidance used the {mode} estimate." if mode else ""),
+        + (f" Classifier guidance used the {mode} estimate{used}." if mode else ""),
         "",
         report.table(
             [

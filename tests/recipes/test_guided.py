@@ -54,6 +54,7 @@ def test_evaluate_judges_every_label_kind_and_weight(dna_labelled_run: Path) -> 
         ]
     report = (dna_labelled_run / "report.md").read_text()
     assert "## Guidance: generating one label" in report and "figures/guidance.png" in report
+    assert m["classifier"] == "a trained ConvClassifierNet" and m["classifier"] in report
     assert (dna_labelled_run / "figures" / "guidance.png").stat().st_size > 1000
 
 
