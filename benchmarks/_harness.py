@@ -70,7 +70,8 @@ def build_model(
 ) -> Model:
     """An untrained model: `kind` is "ar", a graph kind for `graph_of` (the transformer), or a
     graph kind with `_conv` or `_convN` appended (`ConvScoreNet` with absolute positions up to
-    `length`, 6 or N blocks); a trailing `_cos` (read by `train`) changes only the training."""
+    `length`, 6 or N blocks; `_convN_nopos`: without them); a trailing `_cos` (read by `train`)
+    changes only the training."""
     from ddiff import AbsorbingGraph, LogLinearSchedule
     from ddiff.nets import (
         CausalTransformer,
@@ -80,6 +81,8 @@ def build_model(
     )
 
     name, kind = kind, kind.removesuffix("_cos")
+    positions = not kind.endswith("_nopos")
+    kind = kind.removesuffix("_nopos")
     match = re.fullmatch(r"(.+)_conv(\d*)", kind)
     conv = match is not None
     depth = int(match.group(2)) if match and match.group(2) else CONV["depth"]
@@ -93,7 +96,9 @@ def build_model(
         param = ScaledAbsorbingParameterization(graph) if absorbing else None
         if conv:
             sizes = {**CONV, "depth": depth}
-            net = ConvScoreNet(graph.num_states, length, parameterization=param, **sizes)
+            net = ConvScoreNet(
+                graph.num_states, length, parameterization=param, positions=positions, **sizes
+            )
         else:
             net = TransformerScoreNet(graph.num_states, parameterization=param, **NET)
     # Absorbing: the schedule reaches the all-MASK limit; the others stop 1e-3 short of it.
