@@ -40,10 +40,11 @@ EXTRA_MODELS = (
     "absorbing_conv_cos",
     "absorbing_conv3_cos",
     "absorbing_conv4_cos",
+    "absorbing_conv3_nopos_cos",
 )
 """Run on request (`--models absorbing_conv`): the absorbing graph with `ConvScoreNet` (6
-blocks; `conv3`, `conv4`: 3 or 4 blocks), `_cos`: with a cosine learning-rate decay over the
-steps."""
+blocks; `conv3`, `conv4`: 3 or 4 blocks; `_nopos`: without absolute positions), `_cos`: with a
+cosine learning-rate decay over the steps."""
 LABELS = {
     "markov4": "Markov, 4 tokens, order 2",
     "markov20": "Markov, 20 tokens",
