@@ -117,7 +117,7 @@ class ClassifierConfig(Section):
     `OUT/classifier/`.
 
     With `kind: markov` there is no network and no training loop: `train` fits one periodic
-    Markov chain per label by counting (`ddiff.guidance.MarkovClassifier`, a few seconds) and
+    Markov chain per label by counting (`ddiff.guidance.MarkovClassifier`, under a second) and
     the classifier is that model's exact noisy posterior (the forward algorithm over the
     masked or substituted positions); `order` and `period` set the chains, and the network
     fields are unused.

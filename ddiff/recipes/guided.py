@@ -236,7 +236,7 @@ def load_classifier(run_dir: Path | None, labels: tuple[str, ...], graph: Any) -
             )
         net = _build_classifier(graph, len(labels), record["sizes"])
         net.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-    except (OSError, KeyError, TypeError, ValueError, SafetensorError) as err:
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as err:
         raise RecipeError(f"{directory}: not a readable classifier ({one_line(str(err))})") from err
     return net.eval()
 

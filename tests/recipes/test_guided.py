@@ -181,3 +181,10 @@ def test_a_markov_classifier_is_fitted_saved_and_guides(
     code, _, err = run_main("dna", ["sample", *common, *guide], capsys)
     assert code == 0, err
     assert json.loads((sampled / "samples.json").read_text())["guidance"]["kind"] == "classifier"
+    # tables that do not match the recorded sizes: one clear error, not a traceback
+    config = out / "classifier" / "config.json"
+    record = json.loads(config.read_text())
+    record["sizes"]["order"] = 3
+    config.write_text(json.dumps(record))
+    with pytest.raises(guided.RecipeError, match="not a readable classifier"):
+        guided.load_classifier(out, dna.LABELS, AbsorbingGraph(4))
