@@ -130,7 +130,7 @@ def _fit_markov(
     sequences (no reverse complements: a label may depend on the strand), saved like a
     network classifier; refitted from scratch on resume (it is deterministic)."""
     from ddiff.guidance import MarkovClassifier
-    from ddiff.training import ClassifierModule
+    from ddiff.training.classifier import ClassifierModule, accuracy_by_noise
 
     cfg = config.guidance.classifier
     train, held = data.train, data.heldout
@@ -150,21 +150,22 @@ def _fit_markov(
         period=cfg.period,
     )
     seconds = time.perf_counter() - start
-    accuracy = {}
-    generator = torch.Generator().manual_seed(config.train.seed)
-    with torch.no_grad():
-        for t in ClassifierModule.bin_times():
-            sigma = schedule.total(torch.full((held.shape[0],), t, dtype=torch.float64))
-            x_t = graph.sample_transition(held, sigma, generator)
-            hits = clf(x_t, sigma).argmax(dim=-1) == data.heldout_labels
-            accuracy[f"{t:g}"] = float(hits.double().mean())
+    accuracy = accuracy_by_noise(
+        clf,
+        graph,
+        schedule,
+        held,
+        data.heldout_labels,
+        ClassifierModule.bin_times(),
+        torch.Generator().manual_seed(config.train.seed),
+    )
     record = {
         "labels": list(data.labels),
         "num_states": graph.num_states,
         "sizes": {"kind": "markov", "order": clf.order, "period": clf.period},
         "steps": 0,
         "seconds": seconds,
-        "heldout_accuracy_by_t": accuracy,
+        "heldout_accuracy_by_t": {f"{t:g}": a for t, a in accuracy.items()},
     }
     _save_classifier(directory, clf, record)
     return record

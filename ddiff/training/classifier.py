@@ -17,7 +17,7 @@ from ddiff.training.data import TokenBatch
 from ddiff.training.module import _as_batch, _labels_of, _TrainingModule
 from ddiff.training.optim import OptimSettings
 
-__all__ = ["ClassifierModule"]
+__all__ = ["ClassifierModule", "accuracy_by_noise"]
 
 
 class ClassifierModule(_TrainingModule):
@@ -180,15 +180,10 @@ class ClassifierModule(_TrainingModule):
         generator: torch.Generator | None = None,
     ) -> dict[float, float]:
         """Accuracy of the averaged classifier on `tokens` `[N, L]` noised at each time (default:
-        `bin_times()`); for held-out data after training."""
+        `bin_times()`); for held-out data after training (`accuracy_by_noise`)."""
         net = self.averaged_net.eval()
-        out = {}
-        for t in self.bin_times() if times is None else times:
-            sigma = self.schedule.total(torch.full((tokens.shape[0],), t, dtype=torch.float64))
-            x_t = self.graph.sample_transition(tokens, sigma, generator)
-            hits = net(x_t, sigma).argmax(dim=-1) == labels
-            out[float(t)] = float(hits.double().mean())
-        return out
+        times = self.bin_times() if times is None else times
+        return accuracy_by_noise(net, self.graph, self.schedule, tokens, labels, times, generator)
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -198,3 +193,24 @@ class ClassifierModule(_TrainingModule):
     def _check_checkpoint_identity(self, info: dict[str, Any]) -> None:
         check_same_graph(info["graph"], self.graph, "the checkpoint")
         self._check_checkpoint_labels(info)
+
+
+@torch.no_grad()
+def accuracy_by_noise(
+    classifier: Any,
+    graph: Graph,
+    schedule: NoiseSchedule,
+    tokens: Tensor,
+    labels: Tensor,
+    times: list[float],
+    generator: torch.Generator | None = None,
+) -> dict[float, float]:
+    """Accuracy of `classifier(x_t, sigma) -> [N, C]` on `tokens` `[N, L]` with labels `[N]`,
+    noised by `graph` at the total noise of each time of `schedule`: `{t: accuracy}`."""
+    out = {}
+    for t in times:
+        sigma = schedule.total(torch.full((tokens.shape[0],), t, dtype=torch.float64))
+        x_t = graph.sample_transition(tokens, sigma, generator)
+        hits = classifier(x_t, sigma).argmax(dim=-1) == labels
+        out[float(t)] = float(hits.double().mean())
+    return out
