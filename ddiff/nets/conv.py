@@ -31,7 +31,9 @@ class _ConvBlock(nn.Module):
     def forward(self, h: Tensor, c: Tensor) -> Tensor:
         shift, scale, gate = self.modulation(c)[:, None].chunk(3, -1)
         x = _modulate(self.norm(h), shift, scale)
-        x = F.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))
+        # GELU in the convolution's own [B, C, L] layout: the same values, but its backward on
+        # the transposed view is several times slower on CPU (benchmarks/nets_forward.py).
+        x = F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)
         return h + gate * self.project(x)
 
     if TYPE_CHECKING:  # `nn.Module.__call__` is untyped.
