@@ -70,7 +70,8 @@ def build_model(
 ) -> Model:
     """An untrained model: `kind` is "ar", a graph kind for `graph_of` (the transformer), or a
     graph kind with `_conv` or `_convN` appended (`ConvScoreNet` with absolute positions up to
-    `length`, 6 or N blocks; `_convN_nopos`: without them); a trailing `_cos` (read by `train`)
+    `length`, 6 or N blocks; `_convNkK`, `_convNwW`, `_convNkKwW`: kernel size K, width W;
+    `_convN_nopos`: without positions); a trailing `_cos` (read by `train`)
     changes only the training."""
     from ddiff import AbsorbingGraph, LogLinearSchedule
     from ddiff.nets import (
@@ -83,9 +84,11 @@ def build_model(
     name, kind = kind, kind.removesuffix("_cos")
     positions = not kind.endswith("_nopos")
     kind = kind.removesuffix("_nopos")
-    match = re.fullmatch(r"(.+)_conv(\d*)", kind)
+    match = re.fullmatch(r"(.+)_conv(\d*)(?:k(\d+))?(?:w(\d+))?", kind)
     conv = match is not None
     depth = int(match.group(2)) if match and match.group(2) else CONV["depth"]
+    kernel = int(match.group(3)) if match and match.group(3) else CONV["kernel_size"]
+    width = int(match.group(4)) if match and match.group(4) else CONV["dim"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if kind == "ar":
@@ -95,7 +98,7 @@ def build_model(
         absorbing = isinstance(graph, AbsorbingGraph)
         param = ScaledAbsorbingParameterization(graph) if absorbing else None
         if conv:
-            sizes = {**CONV, "depth": depth}
+            sizes = {**CONV, "depth": depth, "kernel_size": kernel, "dim": width}
             net = ConvScoreNet(
                 graph.num_states, length, parameterization=param, positions=positions, **sizes
             )
@@ -116,9 +119,11 @@ def train(
     length: int | None = None,
     pad_token: int = 0,
     lr: float | None = None,
+    precision: str = "32-true",
 ) -> tuple[Model, dict[str, Any]]:
     """Train for `steps` optimizer steps; returns the model with its EMA weights and a record.
-    A model whose name ends in `_cos` decays its learning rate along a cosine over the steps."""
+    A model whose name ends in `_cos` decays its learning rate along a cosine over the steps;
+    `precision` is Lightning's ("bf16-mixed": bf16 autocast, float32 weights and loss)."""
     from ddiff.training import (
         AutoregressiveModule,
         DiffusionModule,
@@ -136,13 +141,16 @@ def train(
     data = TokenDataModule(
         train_data, batch_size=batch_size, seed=seed, length=length, pad_token=pad_token
     )
-    record = fit(module, data, steps=steps, seed=seed)
+    record = fit(module, data, steps=steps, seed=seed, precision=precision)
     record["batch_size"] = batch_size
+    record["precision"] = precision
     record["lr"] = optim.lr
     return Model(model.name, module.averaged_net.eval(), model.graph, model.schedule), record
 
 
-def fit(module: Any, datamodule: Any, *, steps: int, seed: int) -> dict[str, Any]:
+def fit(
+    module: Any, datamodule: Any, *, steps: int, seed: int, precision: str = "32-true"
+) -> dict[str, Any]:
     """`lightning.Trainer.fit` for `steps` optimizer steps, no validation, no checkpoints."""
     import lightning as L
 
@@ -150,6 +158,7 @@ def fit(module: Any, datamodule: Any, *, steps: int, seed: int) -> dict[str, Any
     trainer = L.Trainer(
         max_steps=steps,
         accelerator="cpu",
+        precision=precision,  # type: ignore[arg-type]
         devices=1,
         logger=False,
         enable_checkpointing=False,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ EXTRA_MODELS = (
 """Run on request (`--models absorbing_conv`): the absorbing graph with `ConvScoreNet` (6
 blocks; `conv3`, `conv4`: 3 or 4 blocks; `_nopos`: without absolute positions), `_cos`: with a
 cosine learning-rate decay over the steps."""
+CONV_NAME = r"absorbing_conv\d*(k\d+)?(w\d+)?(_nopos)?(_cos)?"
+"""Any conv variant: `kK` sets the kernel size K, `wW` the width W (`absorbing_conv3k9w96_cos`)."""
 LABELS = {
     "markov4": "Markov, 4 tokens, order 2",
     "markov20": "Markov, 20 tokens",
@@ -102,6 +105,7 @@ def run(args: argparse.Namespace) -> None:
                 + (f"-batch{args.batch}" if args.batch != 64 else "")
                 + (f"-lr{args.lr:g}" if args.lr is not None else "")
                 + (f"-t{args.num_t}" if args.num_t != 8 else "")
+                + ("-bf16" if args.precision == "bf16-mixed" else "")
                 + (f"-seed{args.seed}" if args.seed else "")
             )
             path = h.OUT / "entropy_gap" / f"{name}-{kind}{seed_part}.json"
@@ -117,6 +121,7 @@ def run(args: argparse.Namespace) -> None:
                 batch_size=args.batch,
                 seed=args.seed,
                 lr=args.lr,
+                precision=args.precision,
             )
             estimate = h.score(model, heldout, num_t=args.num_t, seed=args.seed)
             h.save(model, h.OUT / "models" / f"{name}-{kind}{seed_part}.pt")
@@ -157,6 +162,10 @@ def seeds_table() -> str:
             model += f", lr {training['lr']:g}"
         if r.get("num_t", 8) != 8:
             model += f", {r['num_t']} bound times"
+        if training.get("precision", "32-true") != "32-true":
+            model += f", {training['precision']}"
+        if "time_sampling" in r:  # benchmarks/time_importance.py
+            model += f", {r['time_sampling']} times"
         key = (r["source"], model, int(training["steps"]))
         groups.setdefault(key, []).append(r)
     rows = []
@@ -190,12 +199,15 @@ SUMMARY_COLUMNS = (
 def seeds_summary(seeds: tuple[int, ...] = (0, 1, 2)) -> str:
     """Table 1 over training seeds: each cell the mean gap to the entropy and, in brackets, its
     standard deviation over the seeds; the last column the best diffusion bound over the AR
-    NLL, per seed, averaged. Only 1,000-step, batch-64, default-lr results are used."""
+    NLL, per seed, averaged. Only 1,000-step, batch-64, default-lr, float32 results with the
+    default time sampling are used."""
     found: dict[tuple[str, str, int], dict[int, dict[str, Any]]] = {}
     for path in sorted((h.OUT / "entropy_gap").glob("*.json")):
         r = json.loads(path.read_text())
         t = r["training"]
         if t["steps"] != 1000 or t.get("batch_size", 64) != 64 or t.get("lr", 1e-3) != 1e-3:
+            continue
+        if t.get("precision", "32-true") != "32-true" or "time_sampling" in r:
             continue
         found.setdefault((r["source"], r["model"], r.get("num_t", 8)), {})[r["seed"]] = r
     rows = []
@@ -272,14 +284,30 @@ def table() -> str:
     return h.markdown_table(header, rows, right=lambda i: i > 0)
 
 
+def model_name(name: str) -> str:
+    """`--models`: MODELS, EXTRA_MODELS, or any conv variant `_harness.build_model` reads."""
+    if name in MODELS or name in EXTRA_MODELS or re.fullmatch(CONV_NAME, name):
+        return name
+    raise argparse.ArgumentTypeError(
+        f"unknown model {name!r}: choose from {', '.join(MODELS + EXTRA_MODELS)} or a conv "
+        "variant such as absorbing_conv3k9w96_cos"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=[*MODELS, *EXTRA_MODELS])
+    p.add_argument("--models", nargs="+", default=list(MODELS), type=model_name)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, help="peak learning rate (default: _harness.OPTIM's)")
     p.add_argument("--heldout", type=int, default=1000)
+    p.add_argument(
+        "--precision",
+        default="32-true",
+        choices=["32-true", "bf16-mixed"],
+        help="training precision (bf16-mixed: bf16 autocast; scoring is always float32)",
+    )
     p.add_argument("--num-t", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)

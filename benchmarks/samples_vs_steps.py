@@ -13,8 +13,13 @@ promoters: the 3-mer JS to the held-out windows. Reference rows: samples of the 
     .venv/bin/python benchmarks/samples_vs_steps.py            # needs the trained models
     .venv/bin/python benchmarks/samples_vs_steps.py --sources promoter --steps 8 32
     .venv/bin/python benchmarks/samples_vs_steps.py --table
+    # table 3 over training seeds, beside the transformer: Euler at 32 and 128 steps
+    .venv/bin/python benchmarks/samples_vs_steps.py --sources markov4 markov20 markov30 promoter \
+        --model absorbing_conv3_cos --seed 1 --samplers euler --steps 32 128 --num 256
+    .venv/bin/python benchmarks/samples_vs_steps.py --seeds-summary
 
-Results: runs/benchmarks/steps/<source>.json.
+Results: runs/benchmarks/steps/<source>.json (the default model, the transformer, seed 0) or
+<source>-<model>[-seed<N>].json.
 """
 
 from __future__ import annotations
@@ -58,8 +63,20 @@ def sampler_of(name: str, graph: Any, schedule: Any) -> Any:
     return cls[name](graph, schedule)
 
 
-def setting(name: str) -> dict[str, Any]:
-    """Models, reference set and scoring of one source."""
+def model_file(name: str, model: str, seed: int) -> str:
+    """The stem of a trained model's file and of its result here (entropy_gap's naming)."""
+    return f"{name}-{model}" + (f"-seed{seed}" if seed else "")
+
+
+def result_path(name: str, model: str, seed: int) -> Path:
+    if model == "absorbing" and seed == 0:
+        return h.OUT / "steps" / f"{name}.json"
+    return h.OUT / "steps" / f"{model_file(name, model, seed)}.json"
+
+
+def setting(name: str, model_name: str = "absorbing", seed: int = 0) -> dict[str, Any]:
+    """Models, reference set and scoring of one source (synthetic sources: the diffusion model
+    `model_name` and the AR model trained with `seed`)."""
     if name == "ecoli":
         from ddiff.recipes.dna import TASK
         from ddiff.run import build_module
@@ -96,8 +113,11 @@ def setting(name: str) -> dict[str, Any]:
             "source": None,
         }
     source = entropy_gap.source_of(name)
-    model = h.load("absorbing", source.num_tokens, h.OUT / "models" / f"{name}-absorbing.pt")
-    ar_path = h.OUT / "models" / f"{name}-ar.pt"
+    models = h.OUT / "models"
+    model = h.load(
+        model_name, source.num_tokens, models / f"{model_file(name, model_name, seed)}.pt"
+    )
+    ar_path = models / f"{model_file(name, 'ar', seed)}.pt"
     ar = h.load("ar", source.num_tokens, ar_path) if ar_path.is_file() else None
     fresh = torch.Generator().manual_seed(7)
     return {
@@ -128,14 +148,18 @@ def measure(name: str, s: dict[str, Any], x: torch.Tensor, seconds: float) -> di
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     for name in args.sources:
-        path = h.OUT / "steps" / f"{name}.json"
+        if name == "ecoli" and (args.model, args.seed) != ("absorbing", 0):
+            raise SystemExit("--model and --seed apply to the synthetic sources only")
+        path = result_path(name, args.model, args.seed)
         result: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-        s = setting(name)
+        s = setting(name, args.model, args.seed)
         result |= {
             "source": name,
             "num_samples": args.num,
             "length": s["length"],
             "k": K[name],
+            "model": args.model,
+            "seed": args.seed,
             "machine": h.machine(),
         }
         if s["source"] is not None:
@@ -214,12 +238,60 @@ def table() -> str:
     return "\n\n".join(out)
 
 
+def seeds_summary(models: tuple[str, ...] = ("absorbing", "absorbing_conv3_cos")) -> str:
+    """Euler at 32 and 128 steps for each model over training seeds 0, 1, 2: mean (spread over
+    seeds) of the samples' NLL gap to the entropy and of the k-mer JS; the AR model's beside."""
+    header = ["source", "model", "seeds", "NLL gap, Euler 32", "NLL gap, Euler 128"]
+    header += ["JS, Euler 32", "JS, Euler 128"]
+    rows: list[list[Any]] = []
+
+    def cell(values: list[float], digits: int) -> str:
+        if not values:
+            return ""
+        mean = sum(values) / len(values)
+        return f"{mean:+.{digits}f} ({max(values) - min(values):.{digits}f})"
+
+    for name in SOURCES[:4]:
+        for model in (*models, "ar"):
+            results = []
+            for seed in (0, 1, 2):
+                path = result_path(name, models[-1] if model == "ar" else model, seed)
+                if path.is_file():
+                    results.append(json.loads(path.read_text()))
+            if model == "ar":
+                found = [r for r in results if r.get("ar")]
+                nll = [r["ar"]["nll_bits"] - r["entropy_bits"] for r in found]
+                js = [r["ar"]["js"] for r in found]
+                row = [name, "AR model", len(found), cell(nll, 3), "", cell(js, 4), ""]
+            else:
+                picked = [
+                    r for r in results if "euler/32" in r["rows"] and "euler/128" in r["rows"]
+                ]
+                gaps = {
+                    k: [r["rows"][f"euler/{k}"]["nll_bits"] - r["entropy_bits"] for r in picked]
+                    for k in (32, 128)
+                }
+                js = {k: [r["rows"][f"euler/{k}"]["js"] for r in picked] for k in (32, 128)}
+                row = [name, model, len(picked), cell(gaps[32], 3), cell(gaps[128], 3)]
+                row += [cell(js[32], 4), cell(js[128], 4)]
+            if row[2]:
+                rows.append(row)
+    return h.markdown_table(header, rows, right=lambda i: i > 1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     p.add_argument("--steps", nargs="+", type=int, default=[8, 32, 128, 512])
     p.add_argument("--num", type=int, default=512, help="samples per setting")
+    p.add_argument(
+        "--model",
+        default="absorbing",
+        type=entropy_gap.model_name,
+        help="the diffusion model of the synthetic sources (entropy_gap's names)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the training seed of the models")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
         "--references-only",
@@ -227,9 +299,14 @@ def main() -> None:
         help="only the reference rows (AR model, source samples); keep saved sampler rows",
     )
     p.add_argument("--table", action="store_true", help="print the tables of saved results")
+    p.add_argument(
+        "--seeds-summary", action="store_true", help="print Euler 32/128 over training seeds"
+    )
     args = p.parse_args()
     if args.table:
         print(table())
+    elif args.seeds_summary:
+        print(seeds_summary())
     else:
         run(args)
 

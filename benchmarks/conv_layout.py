@@ -1,0 +1,97 @@
+"""Why `ConvScoreNet` applies its GELU before transposing back: one training step, both ways.
+
+`_ConvBlock` convolves in the [B, C, L] layout and keeps its residual stream in [B, L, C]. The
+GELU gives the same values in either layout, but on CPU its backward over the transposed
+(non-contiguous) view is several times slower than over the convolution's own contiguous
+output. This times forward + backward of the DNA recipe's default network (`ConvScoreNet`,
+width 64, 3 blocks, kernel 5, absorbing DNA vocabulary) on batches of 32 x 150 tokens, the two
+layouts interleaved so that load on the machine affects both alike, and checks that the
+gradients agree to the last bit:
+
+    .venv/bin/python benchmarks/conv_layout.py [--repeats 5] [--steps 20] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
+import torch
+import torch.nn.functional as F
+from _harness import machine  # benchmarks/ is the script's directory, hence on sys.path
+from torch import Tensor
+
+from ddiff import AbsorbingGraph
+from ddiff.nets import ConvScoreNet, ScaledAbsorbingParameterization
+from ddiff.nets.conv import _ConvBlock
+from ddiff.nets.transformer import _modulate
+
+
+def _transposed_forward(self: _ConvBlock, h: Tensor, c: Tensor) -> Tensor:
+    """The block as it was before: GELU over the transposed view."""
+    shift, scale, gate = self.modulation(c)[:, None].chunk(3, -1)
+    x = _modulate(self.norm(h), shift, scale)
+    x = F.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))
+    return h + gate * self.project(x)
+
+
+@contextmanager
+def transposed_gelu() -> Iterator[None]:
+    original = _ConvBlock.forward
+    _ConvBlock.forward = _transposed_forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        _ConvBlock.forward = original  # type: ignore[method-assign]
+
+
+def step(net: ConvScoreNet, x: Tensor, sigma: Tensor) -> list[Tensor]:
+    net.zero_grad(set_to_none=True)
+    net(x, sigma).clamp(min=-30).exp().sum().backward()
+    return [p.grad.clone() for p in net.parameters() if p.grad is not None]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    graph = AbsorbingGraph(4)
+    net = ConvScoreNet(
+        graph.num_states,
+        150,
+        depth=3,
+        parameterization=ScaledAbsorbingParameterization(graph),
+    )
+    for block in net.blocks:  # away from the zero-initialised identity, so every path counts
+        torch.nn.init.normal_(block.modulation.weight, std=0.05)
+    x = torch.randint(0, graph.num_states, (32, 150))
+    sigma = torch.rand(32) * 3
+    ours = step(net, x, sigma)
+    with transposed_gelu():
+        theirs = step(net, x, sigma)
+    same = all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    times: dict[str, list[float]] = {"contiguous": [], "transposed": []}
+    for _ in range(args.repeats):
+        for name in times:
+            with transposed_gelu() if name == "transposed" else nullcontext():
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    step(net, x, sigma)
+                times[name].append((time.perf_counter() - start) / args.steps * 1000)
+    print(machine())
+    print(f"gradients identical: {same}")
+    for name, values in times.items():
+        print(f"GELU {name:>10}: {statistics.median(values):6.1f} ms per forward + backward")
+    ratio = statistics.median(times["transposed"]) / statistics.median(times["contiguous"])
+    print(f"ratio (transposed / contiguous): {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
