@@ -13,7 +13,11 @@ with `evaluate.num_t` times per sequence, and the exact NLL.
     .venv/bin/python benchmarks/real_data.py                    # all three recipes
     .venv/bin/python benchmarks/real_data.py --recipes dna --steps 500
     .venv/bin/python benchmarks/real_data.py --recipes dna --seed 1   # another training seed
+    .venv/bin/python benchmarks/real_data.py --recipes text --set optim.lr_decay=cosine --tag cos
     .venv/bin/python benchmarks/real_data.py --table
+
+`--set key=value` (repeatable) overrides the recipe's configuration for both models, as the
+recipes' own `--set` does; `--tag T` names such a run's results <recipe>-T[-seed<N>].json.
 
 Results: runs/benchmarks/real_data/<recipe>[-seed<N>].json; weights: runs/benchmarks/models/<recipe>-*.pt.
 """
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from ddiff.io import write_json
 
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     for name in args.recipes:
-        tag = name if args.seed is None else f"{name}-seed{args.seed}"
+        tag = name + (f"-{args.tag}" if args.tag else "")
+        tag += "" if args.seed is None else f"-seed{args.seed}"
         path = h.OUT / "real_data" / f"{tag}.json"
         if path.is_file() and not args.force:
             print(f"{path} exists (use --force to redo)", flush=True)
@@ -77,6 +83,9 @@ def run(args: argparse.Namespace) -> None:
             config = config.with_overrides({"train.max_steps": args.steps})
         if args.seed is not None:
             config = config.with_overrides({"train.seed": args.seed})
+        if args.set:
+            pairs = (item.split("=", 1) for item in args.set)
+            config = config.with_overrides({k: yaml.safe_load(v) for k, v in pairs})
         data = recipe.load_data(config)
         heldout, lengths = heldout_of(recipe, config, data)
         ev = config.evaluate
@@ -86,6 +95,8 @@ def run(args: argparse.Namespace) -> None:
             "steps": steps,
             "seed": seed,
             "net": config.net.kind,
+            "tag": args.tag,
+            "overrides": args.set,
             "machine": h.machine(),
         }
 
@@ -134,7 +145,7 @@ def table() -> str:
     for name in RECIPES:
         paths = sorted((h.OUT / "real_data").glob(f"{name}*.json"))
         for path in paths:
-            if path.stem != name and not path.stem.startswith(f"{name}-seed"):
+            if path.stem != name and not path.stem.startswith(f"{name}-"):
                 continue
             rows.append(_table_row(name, json.loads(path.read_text())))
     header = [
@@ -156,7 +167,7 @@ def _table_row(name: str, r: dict[str, Any]) -> list[Any]:
     d, a = r["diffusion"], r["ar"]
     return [
         LABELS[name],
-        r.get("net", "transformer"),
+        r.get("net", "transformer") + (f", {r['tag']}" if r.get("tag") else ""),
         r.get("seed", 0),
         r["heldout_sequences"],
         r["steps"],
@@ -175,8 +186,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, help="training seed (default: the recipe's)")
     p.add_argument("--force", action="store_true", help="redo results that exist")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override the config"
+    )
+    p.add_argument("--tag", help="names the results of a run with --set")
     p.add_argument("--table", action="store_true", help="print the table of saved results")
     args = p.parse_args()
+    if args.set and not args.tag:
+        p.error("--set needs --tag, so that the results do not replace the defaults'")
+    if any("=" not in item for item in args.set):
+        p.error("--set takes KEY=VALUE")
     if args.table:
         print(table())
     else:
