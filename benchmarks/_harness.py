@@ -120,10 +120,12 @@ def train(
     pad_token: int = 0,
     lr: float | None = None,
     precision: str = "32-true",
+    time_sampling: str = "stratified",
 ) -> tuple[Model, dict[str, Any]]:
     """Train for `steps` optimizer steps; returns the model with its EMA weights and a record.
     A model whose name ends in `_cos` decays its learning rate along a cosine over the steps;
-    `precision` is Lightning's ("bf16-mixed": bf16 autocast, float32 weights and loss)."""
+    `precision` is Lightning's ("bf16-mixed": bf16 autocast, float32 weights and loss);
+    `time_sampling` is `DiffusionModule`'s."""
     from ddiff.training import (
         AutoregressiveModule,
         DiffusionModule,
@@ -137,13 +139,17 @@ def train(
     if model.graph is None:
         module = AutoregressiveModule(model.net, optim)
     else:
-        module = DiffusionModule(model.graph, model.schedule, model.net, optim, seed=seed)
+        module = DiffusionModule(
+            model.graph, model.schedule, model.net, optim, seed=seed, time_sampling=time_sampling
+        )
     data = TokenDataModule(
         train_data, batch_size=batch_size, seed=seed, length=length, pad_token=pad_token
     )
     record = fit(module, data, steps=steps, seed=seed, precision=precision)
     record["batch_size"] = batch_size
     record["precision"] = precision
+    if model.graph is not None:
+        record["time_sampling"] = time_sampling
     record["lr"] = optim.lr
     return Model(model.name, module.averaged_net.eval(), model.graph, model.schedule), record
 

@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> None:
                 + (f"-lr{args.lr:g}" if args.lr is not None else "")
                 + (f"-t{args.num_t}" if args.num_t != 8 else "")
                 + ("-bf16" if args.precision == "bf16-mixed" else "")
+                + ("-is" if args.time_sampling == "importance" else "")
                 + (f"-seed{args.seed}" if args.seed else "")
             )
             path = h.OUT / "entropy_gap" / f"{name}-{kind}{seed_part}.json"
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> None:
                 seed=args.seed,
                 lr=args.lr,
                 precision=args.precision,
+                time_sampling=args.time_sampling,
             )
             estimate = h.score(model, heldout, num_t=args.num_t, seed=args.seed)
             h.save(model, h.OUT / "models" / f"{name}-{kind}{seed_part}.pt")
@@ -166,6 +168,8 @@ def seeds_table() -> str:
             model += f", {training['precision']}"
         if "time_sampling" in r:  # benchmarks/time_importance.py
             model += f", {r['time_sampling']} times"
+        elif training.get("time_sampling", "stratified") != "stratified":
+            model += f", {training['time_sampling']} times"
         key = (r["source"], model, int(training["steps"]))
         groups.setdefault(key, []).append(r)
     rows = []
@@ -208,6 +212,8 @@ def seeds_summary(seeds: tuple[int, ...] = (0, 1, 2)) -> str:
         if t["steps"] != 1000 or t.get("batch_size", 64) != 64 or t.get("lr", 1e-3) != 1e-3:
             continue
         if t.get("precision", "32-true") != "32-true" or "time_sampling" in r:
+            continue
+        if t.get("time_sampling", "stratified") != "stratified":
             continue
         found.setdefault((r["source"], r["model"], r.get("num_t", 8)), {})[r["seed"]] = r
     rows = []
@@ -309,6 +315,12 @@ def main() -> None:
         help="training precision (bf16-mixed: bf16 autocast; scoring is always float32)",
     )
     p.add_argument("--num-t", type=int, default=8)
+    p.add_argument(
+        "--time-sampling",
+        default="stratified",
+        choices=["stratified", "importance"],
+        help="training times of the diffusion models (DiffusionModule's time_sampling)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--force", action="store_true", help="redo results that exist")

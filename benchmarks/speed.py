@@ -12,7 +12,9 @@ Each row runs in its own process (`--threads` torch threads):
   work), from a wrapper that times every network call (`benchmarks/samplers.py`'s TimedScore).
 
 Configurations: tiny (preset "tiny", 4 data tokens, batch 32 x 128 tokens; sampling 64 x 128)
-and small (preset "small", GPT-2 vocabulary of 50,257 tokens, batch 4 x 128; sampling 4 x 128).
+and small (preset "small", GPT-2 vocabulary of 50,257 tokens, batch 4 x 128; sampling 4 x 128),
+and dna-conv (the DNA recipe's ConvScoreNet, 4 data tokens, batch 32 x 150; sampling 64 x 150;
+its AR row is the tiny transformer on the same windows).
 
     .venv/bin/python benchmarks/speed.py
     .venv/bin/python benchmarks/speed.py --configs tiny
@@ -30,17 +32,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SAMPLING = {"tiny": (64, 128, 32), "small": (4, 128, 4)}  # batch, length, diffusion steps
-TRAIN_STEPS = {"tiny": 30, "small": 3}
+SAMPLING = {"tiny": (64, 128, 32), "small": (4, 128, 4), "dna-conv": (64, 150, 32)}
+"""Batch, length and diffusion steps of the sampling rows."""
+TRAIN_STEPS = {"tiny": 30, "small": 3, "dna-conv": 30}
 
 
 def sampling_speed(config: str, kind: str, sample_steps: int | None) -> dict[str, Any]:
     import samplers as sampler_bench
     import torch
-    from training_throughput import CONFIGS
+    from training_throughput import CONFIGS, ar_net, diffusion_net
 
     from ddiff import AbsorbingGraph, LogLinearSchedule
-    from ddiff.nets import CausalTransformer, ScaledAbsorbingParameterization, TransformerScoreNet
     from ddiff.samplers import EulerSampler
 
     spec = CONFIGS[config]
@@ -48,7 +50,7 @@ def sampling_speed(config: str, kind: str, sample_steps: int | None) -> dict[str
     steps = sample_steps or steps
     torch.manual_seed(0)
     if kind == "ar":
-        ar = CausalTransformer.from_preset(spec["preset"], spec["num_tokens"]).eval()
+        ar = ar_net(spec).eval()
         torch.nn.init.normal_(ar.trunk.head.weight, std=0.5)  # varied predictions, as if trained
         calls: list[tuple[float, float]] = []
         forward = ar.forward
@@ -67,11 +69,9 @@ def sampling_speed(config: str, kind: str, sample_steps: int | None) -> dict[str
         net_time, nfe = sum(b - a for a, b in calls), len(calls)
     else:
         graph = AbsorbingGraph(spec["num_tokens"])
-        param = ScaledAbsorbingParameterization(graph)
-        net = TransformerScoreNet.from_preset(
-            spec["preset"], graph.num_states, parameterization=param
-        )
-        torch.nn.init.normal_(net.trunk.head.weight, std=0.5)
+        net = diffusion_net(spec, graph)
+        head = net.head if spec.get("conv") else net.trunk.head
+        torch.nn.init.normal_(head.weight, std=0.5)
         net.eval()
         timed = sampler_bench.TimedScore(net)
         sampler = EulerSampler(graph, LogLinearSchedule(survival=0.0))
@@ -102,7 +102,7 @@ def child(config: str, kind: str, threads: int, sample_steps: int | None) -> dic
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", nargs="+", default=["tiny", "small"], choices=["tiny", "small"])
+    p.add_argument("--configs", nargs="+", default=["tiny", "small"], choices=list(SAMPLING))
     p.add_argument("--models", nargs="+", default=["diffusion", "ar"], choices=["diffusion", "ar"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--sample-steps", type=int, help="diffusion sampling steps (default per config)")

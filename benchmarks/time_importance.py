@@ -13,6 +13,8 @@ Training (`--mix M`): adaptive importance sampling in the manner of Nichol & Dha
 "Improved DDPM"): a running mean of the squared integrand per bin (uniform times for the first
 100 steps), times drawn by stratified inversion of the proposal q = (1 - M) sqrt(E f^2) / Z + M
 (uniform), and the loss weighted by 1 / q(t), so it stays an unbiased estimate of the bound.
+`--rule sd` replaces sqrt(E f^2) by the bin's standard deviation: with stratified draws the
+between-bin differences of the mean cost nothing, so Neyman allocation is the better target.
 The module is `DiffusionModule` with `_step_loss` replaced here; nothing in the library changes.
 
     .venv/bin/python benchmarks/time_importance.py --variance \
@@ -74,7 +76,7 @@ def variance(path: Path, num: int = 512, seed: int = 0) -> None:
     )
 
 
-def importance_module(mix: float) -> type:
+def importance_module(mix: float, rule: str) -> type:
     from ddiff.losses.likelihood import bound_integrand
     from ddiff.training import DiffusionModule
     from ddiff.training.module import _as_batch
@@ -83,13 +85,17 @@ def importance_module(mix: float) -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.second_moment = torch.ones(BINS, dtype=torch.float64)
+            self.first_moment = torch.zeros(BINS, dtype=torch.float64)
 
         def _step_loss(self, batch: Any, batch_idx: int) -> Tensor:
             tokens, lengths = _as_batch(batch)
             u, generator = self._training_draws(tokens.shape[0], batch_idx)  # stratified
             proposal = torch.full((BINS,), 1.0 / BINS, dtype=torch.float64)
             if self.global_step >= WARMUP:
-                root = self.second_moment.sqrt()
+                spread = self.second_moment
+                if rule == "sd":
+                    spread = (spread - self.first_moment**2).clamp(min=1e-12)
+                root = spread.sqrt()
                 proposal = (1.0 - mix) * root / root.sum() + mix / BINS
             upper = torch.cumsum(proposal, 0)
             b = torch.searchsorted(upper, u, right=True).clamp(max=BINS - 1)
@@ -98,15 +104,17 @@ def importance_module(mix: float) -> type:
             weight = 1.0 / (proposal[b] * BINS)
             f = bound_integrand(self.net, self.graph, self.schedule, tokens, t, generator)
             with torch.no_grad():
-                sums = torch.zeros(BINS, dtype=torch.float64).index_add_(0, b, f.double() ** 2)
                 counts = torch.bincount(b, minlength=BINS).double()
                 seen = counts > 0
-                self.second_moment[seen] = (
-                    0.98 * self.second_moment[seen] + 0.02 * sums[seen] / counts[seen]
-                )
+                for moment, power in ((self.first_moment, 1), (self.second_moment, 2)):
+                    sums = torch.zeros(BINS, dtype=torch.float64).index_add_(
+                        0, b, f.double() ** power
+                    )
+                    moment[seen] = 0.98 * moment[seen] + 0.02 * sums[seen] / counts[seen]
                 if self.global_step == WARMUP - 1:  # bins never drawn yet: the mean of the rest
                     unseen = self.second_moment == 1.0
-                    self.second_moment[unseen] = self.second_moment[~unseen].mean()
+                    for moment in (self.first_moment, self.second_moment):
+                        moment[unseen] = moment[~unseen].mean()
             return (weight.to(f.dtype) * f).sum() / lengths.sum()
 
     return ImportanceModule
@@ -118,6 +126,7 @@ def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     name = (
         f"promoter-absorbing_conv3_cos-steps{args.steps}-is{args.mix:g}"
+        + ("-sd" if args.rule == "sd" else "")
         + (f"-lr{args.lr:g}" if args.lr is not None else "")
         + ("-bf16" if args.precision == "bf16-mixed" else "")
         + (f"-seed{args.seed}" if args.seed else "")
@@ -131,7 +140,7 @@ def train(args: argparse.Namespace) -> None:
     heldout = source.sample(1000, torch.Generator().manual_seed(2))
     model = h.build_model("absorbing_conv3_cos", source.num_tokens, seed=args.seed)
     original = ddiff.training.DiffusionModule
-    ddiff.training.DiffusionModule = importance_module(args.mix)  # type: ignore[misc]
+    ddiff.training.DiffusionModule = importance_module(args.mix, args.rule)  # type: ignore[misc]
     try:
         model, record = h.train(
             model,
@@ -151,7 +160,7 @@ def train(args: argparse.Namespace) -> None:
         {
             "source": "promoter",
             "model": "absorbing_conv3_cos",
-            "time_sampling": f"importance, mix {args.mix:g}",
+            "time_sampling": f"importance ({args.rule}), mix {args.mix:g}",
             "seed": args.seed,
             "entropy_bits": entropy,
             "num_t": 8,
@@ -163,7 +172,7 @@ def train(args: argparse.Namespace) -> None:
         },
     )
     print(
-        f"promoter importance mix {args.mix:g}: {like['bits_per_token']:.4f} bits/token, gap "
+        f"promoter importance ({args.rule}) mix {args.mix:g}: {like['bits_per_token']:.4f} bits/token, gap "
         f"{like['bits_per_token'] - entropy:+.4f}; {record['train_seconds']:.0f} s training"
     )
 
@@ -172,6 +181,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variance", type=Path, help="a trained promoter conv3 model's weights")
     p.add_argument("--mix", type=float, default=0.2, help="the uniform share of the proposal")
+    p.add_argument(
+        "--rule",
+        default="rms",
+        choices=["rms", "sd"],
+        help="proposal in proportion to the root mean square of the integrand per bin (Improved "
+        "DDPM's rule) or to its standard deviation (Neyman allocation, for stratified times)",
+    )
     p.add_argument("--steps", type=int, default=2300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float)

@@ -29,7 +29,27 @@ from typing import Any
 CONFIGS: dict[str, dict[str, Any]] = {
     "tiny": {"preset": "tiny", "num_tokens": 4, "batch": 32, "length": 128, "steps": 30},
     "small": {"preset": "small", "num_tokens": 50257, "batch": 4, "length": 128, "steps": 3},
+    # The DNA recipe's default network (ConvScoreNet: width 64, 3 blocks, kernel 5) on its
+    # 150-base windows; its AR baseline is the tiny transformer, as in benchmarks/real_data.py.
+    "dna-conv": {"conv": True, "num_tokens": 4, "batch": 32, "length": 150, "steps": 30},
 }
+
+
+def diffusion_net(spec: dict[str, Any], graph: Any) -> Any:
+    """The configuration's score network (absorbing graph, SEDD's scaled parameterisation)."""
+    from ddiff.nets import ConvScoreNet, ScaledAbsorbingParameterization, TransformerScoreNet
+
+    param = ScaledAbsorbingParameterization(graph)
+    if spec.get("conv"):
+        return ConvScoreNet(graph.num_states, spec["length"], depth=3, parameterization=param)
+    return TransformerScoreNet.from_preset(spec["preset"], graph.num_states, parameterization=param)
+
+
+def ar_net(spec: dict[str, Any]) -> Any:
+    """The configuration's autoregressive baseline (the tiny transformer for the conv one)."""
+    from ddiff.nets import CausalTransformer
+
+    return CausalTransformer.from_preset(spec.get("preset", "tiny"), spec["num_tokens"])
 
 
 def _peak_rss_mb() -> float:
@@ -46,7 +66,6 @@ def child(
     import lightning as L
 
     from ddiff import AbsorbingGraph, LogLinearSchedule
-    from ddiff.nets import CausalTransformer, ScaledAbsorbingParameterization, TransformerScoreNet
     from ddiff.training import AutoregressiveModule, DiffusionModule, OptimSettings, TokenDataModule
 
     spec = CONFIGS[name]
@@ -56,14 +75,10 @@ def child(
     graph = AbsorbingGraph(spec["num_tokens"])
     module: Any
     if kind == "ar":
-        net = CausalTransformer.from_preset(spec["preset"], spec["num_tokens"])
+        net = ar_net(spec)
         module = AutoregressiveModule(net, OptimSettings(warmup_steps=0))
     else:
-        net = TransformerScoreNet.from_preset(
-            spec["preset"],
-            graph.num_states,
-            parameterization=ScaledAbsorbingParameterization(graph),
-        )
+        net = diffusion_net(spec, graph)
         optim = OptimSettings(warmup_steps=0)
         module = DiffusionModule(graph, LogLinearSchedule(survival=0.0), net, optim)
     batch, length = spec["batch"], spec["length"]

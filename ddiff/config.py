@@ -550,7 +550,11 @@ class TrainConfig(_Config):
         batch_size: sequences per batch and device.
         val_batch_size: sequences per validation batch (default: `batch_size`).
         accumulate_grad_batches: micro-batches per optimizer step.
-        time_sampling: how the batch's times are drawn (`stratified` has the lowest variance).
+        time_sampling: how the batch's times are drawn: `stratified` (the default), or
+            `importance`, stratified draws through an adaptive proposal that puts more times
+            where the loss varies most, each weighted by 1 / its density
+            (`ddiff.losses.ImportanceTimes`; lower variance, docs/training.md); `antithetic`
+            and `uniform` have more variance than either.
         precision: `32-true`, or `bf16-mixed` / `16-mixed` autocast (the loss stays float32).
         val_every_n_steps: optimizer steps between validations (the likelihood bound).
         val_num_t: times per validation sequence.
@@ -569,7 +573,7 @@ class TrainConfig(_Config):
     batch_size: int = Field(default=32, ge=1)
     val_batch_size: int | None = Field(default=None, ge=1)
     accumulate_grad_batches: int = Field(default=1, ge=1)
-    time_sampling: Literal["stratified", "antithetic", "uniform"] = "stratified"
+    time_sampling: Literal["stratified", "antithetic", "uniform", "importance"] = "stratified"
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
     val_every_n_steps: int = Field(default=1000, ge=1)
     val_num_t: int = Field(default=8, ge=1)

@@ -9,8 +9,10 @@ from ddiff.losses.likelihood import (
     sample_times,
 )
 from ddiff.losses.score_entropy import denoising_score_entropy, score_entropy
+from ddiff.losses.times import ImportanceTimes
 
 __all__ = [
+    "ImportanceTimes",
     "LikelihoodBound",
     "ScoreFn",
     "bound_integrand",

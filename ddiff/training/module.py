@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ddiff.graphs import Graph
 from ddiff.losses import bound_integrand, likelihood_bound, sample_times
 from ddiff.losses.likelihood import TimeSampling
+from ddiff.losses.times import ImportanceTimes
 from ddiff.schedules import NoiseSchedule
 from ddiff.training._seeding import (
     LABEL_DROPOUT,
@@ -271,7 +272,11 @@ class DiffusionModule(_TrainingModule):
         net: the score network, `(x_t [B, L], sigma [B]) -> log-scores [B, L, S]`.
         optim: AdamW, warm-up, clipping and EMA settings.
         seed: seed of the time and noise draws (>= 0).
-        time_sampling: `"stratified"` (default), `"antithetic"` or `"uniform"`.
+        time_sampling: `"stratified"` (default), `"antithetic"`, `"uniform"`, or
+            `"importance"`: stratified draws mapped through an adaptive proposal that puts
+            more times where the loss varies most, each weighted by 1 / its density
+            (`ddiff.losses.ImportanceTimes` with its defaults; pass an instance for other
+            settings). Its estimates are module buffers, kept in checkpoints.
         val_num_t: times per validation sequence (>= 2 for a standard error).
         label_dropout: for labelled data and a network with labels (`num_labels > 0`): the
             probability of training a sequence with the null label instead of its own, which
@@ -307,7 +312,7 @@ class DiffusionModule(_TrainingModule):
         optim: OptimSettings | None = None,
         *,
         seed: int = 0,
-        time_sampling: TimeSampling = "stratified",
+        time_sampling: TimeSampling | Literal["importance"] | ImportanceTimes = "stratified",
         val_num_t: int = 8,
         label_dropout: float = 0.1,
     ) -> None:
@@ -322,10 +327,15 @@ class DiffusionModule(_TrainingModule):
                 f"the network scores {states} states but the graph has {graph.num_states}; "
                 "build the network with num_states=graph.num_states"
             )
-        if time_sampling not in ("stratified", "antithetic", "uniform"):
+        importance: ImportanceTimes | None = None
+        if isinstance(time_sampling, ImportanceTimes):
+            importance, time_sampling = time_sampling, "importance"
+        elif time_sampling == "importance":
+            importance = ImportanceTimes()
+        elif time_sampling not in ("stratified", "antithetic", "uniform"):
             raise ValueError(
-                f"time_sampling must be 'stratified', 'antithetic' or 'uniform', got "
-                f"{time_sampling!r}"
+                f"time_sampling must be 'stratified', 'antithetic', 'uniform', 'importance' or "
+                f"an ImportanceTimes, got {time_sampling!r}"
             )
         if isinstance(seed, bool) or int(seed) != seed or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -334,7 +344,9 @@ class DiffusionModule(_TrainingModule):
         self.graph = graph
         self.schedule = schedule
         self.seed = int(seed)
-        self.time_sampling: TimeSampling = time_sampling
+        self.time_sampling: TimeSampling | Literal["importance"] = time_sampling
+        # A submodule, so that its running estimates are buffers saved in checkpoints.
+        self.importance = importance
         self.val_num_t = int(val_num_t)
 
     # -- the objective ----------------------------------------------------------------------------
@@ -354,12 +366,19 @@ class DiffusionModule(_TrainingModule):
         The score entropy is computed in float32 or wider even when the network runs in bf16
         under autocast. A batch with labels is scored with them (no label dropout here).
         """
+        integrand, lengths = self._integrand(batch, t, generator)
+        return integrand.sum() / lengths.sum()
+
+    def _integrand(
+        self, batch: TokenBatch | Tensor, t: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """The bound's integrand per sequence `[B]` and the real lengths."""
         tokens, lengths = _as_batch(batch)
         labels = _labels_of(batch, self.num_labels)
         net = self.net
         score_fn = net if labels is None else (lambda x, s: net(x, s, label=labels))
         integrand = bound_integrand(score_fn, self.graph, self.schedule, tokens, t, generator)
-        return integrand.sum() / lengths.sum()
+        return integrand, lengths
 
     def _step_loss(self, batch: TokenBatch, batch_idx: int) -> Tensor:
         t, generator = self._training_draws(batch.tokens.shape[0], batch_idx)
@@ -367,7 +386,12 @@ class DiffusionModule(_TrainingModule):
             rank, micro = self._rank_and_micro(batch_idx)
             keys = (self.seed, LABEL_DROPOUT, self.global_step, micro, rank)
             batch = batch._replace(labels=self._drop_labels(batch.labels, *keys))
-        return self.loss(batch, t, generator)
+        if self.importance is None:
+            return self.loss(batch, t, generator)
+        t, weight = self.importance.draw(t)
+        integrand, lengths = self._integrand(batch, t, generator)
+        self.importance.update(t, integrand)
+        return (weight.to(integrand.dtype) * integrand).sum() / lengths.sum()
 
     def _rank_and_micro(self, batch_idx: int) -> tuple[int, int]:
         if self._trainer is None:
@@ -381,7 +405,9 @@ class DiffusionModule(_TrainingModule):
             accumulate = self.trainer.accumulate_grad_batches
         step, micro = self.global_step, batch_idx % accumulate
         times = keyed_generator(self.seed, TRAIN_TIMES, step, micro)
-        t = sample_times((1, batch * world), self.time_sampling, times).reshape(-1)
+        # Importance sampling maps stratified uniforms through its proposal (`_step_loss`).
+        method = "stratified" if self.time_sampling == "importance" else self.time_sampling
+        t = sample_times((1, batch * world), method, times).reshape(-1)
         noise = keyed_generator(self.seed, TRAIN_NOISE, step, micro, rank, device=self.device)
         return t[rank::world].to(self.device), noise
 
