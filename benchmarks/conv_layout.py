@@ -5,10 +5,15 @@ GELU gives the same values in either layout, but on CPU its backward over the tr
 (non-contiguous) view is several times slower than over the convolution's own contiguous
 output. This times forward + backward of the DNA recipe's default network (`ConvScoreNet`,
 width 64, 3 blocks, kernel 5, absorbing DNA vocabulary) on batches of 32 x 150 tokens, the two
-layouts interleaved so that load on the machine affects both alike, and checks that the
-gradients agree to the last bit:
+layouts interleaved so that load on the machine affects both alike, and compares the
+gradients (the forward values are identical; the convolution's backward receives its gradient
+in another memory layout, which can change the last bits):
 
     .venv/bin/python benchmarks/conv_layout.py [--repeats 5] [--steps 20] [--threads 1]
+
+`--compile` also times the same network under `torch.compile` (inductor, CPU): the time of the
+first compiled forward + backward (the compilation, with whatever the on-disk cache holds) and
+the compiled steps after it, interleaved with the eager ones.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -77,20 +83,37 @@ def main() -> None:
     with transposed_gelu():
         theirs = step(net, x, sigma)
     same = all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
-    times: dict[str, list[float]] = {"contiguous": [], "transposed": []}
+    worst = max(
+        float(((a - b).abs() / b.abs().clamp(min=1e-30)).max())
+        for a, b in zip(ours, theirs, strict=True)
+    )
+    nets = {"contiguous": net, "transposed": net}
+    first_compiled = None
+    if args.compile:
+        compiled = torch.compile(net)
+        start = time.perf_counter()
+        step(compiled, x, sigma)  # type: ignore[arg-type]
+        first_compiled = time.perf_counter() - start
+        nets["compiled"] = compiled  # type: ignore[assignment]
+    times: dict[str, list[float]] = {name: [] for name in nets}
     for _ in range(args.repeats):
-        for name in times:
+        for name, model in nets.items():
             with transposed_gelu() if name == "transposed" else nullcontext():
                 start = time.perf_counter()
                 for _ in range(args.steps):
-                    step(net, x, sigma)
+                    step(model, x, sigma)
                 times[name].append((time.perf_counter() - start) / args.steps * 1000)
     print(machine())
-    print(f"gradients identical: {same}")
+    print(f"gradients identical: {same} (largest relative difference {worst:.1e})")
+    if first_compiled is not None:
+        print(f"first compiled forward + backward: {first_compiled:.1f} s")
     for name, values in times.items():
         print(f"GELU {name:>10}: {statistics.median(values):6.1f} ms per forward + backward")
     ratio = statistics.median(times["transposed"]) / statistics.median(times["contiguous"])
     print(f"ratio (transposed / contiguous): {ratio:.2f}")
+    if "compiled" in times:
+        ratio = statistics.median(times["contiguous"]) / statistics.median(times["compiled"])
+        print(f"ratio (eager / compiled): {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,10 @@ class ImportanceTimes(nn.Module):
 
     Until `warmup_steps` updates have been made, q is uniform: the draws are then exactly the
     stratified default's. The estimates are buffers of the module, so checkpoints keep them and
-    a resumed run goes on with them; a module made for one run is not meant to be shared.
+    a resumed run goes on with them. In a distributed run every update sums the bins over the
+    ranks (`torch.distributed.all_reduce`), so every rank folds in the whole global batch and
+    keeps the same proposal: each rank must call `update` at every step, as
+    `DiffusionModule` does.
 
     Args:
         bins: number of equal time bins (>= 1).
@@ -123,12 +126,18 @@ class ImportanceTimes(nn.Module):
             )
         b = (t.to(torch.float64) * self.bins).long().clamp(0, self.bins - 1).to(self.mean.device)
         values = values.detach().to(device=self.mean.device, dtype=torch.float64)
-        counts = torch.bincount(b, minlength=self.bins).to(torch.float64)
+        sums = torch.zeros(3, self.bins, dtype=torch.float64, device=self.mean.device)
+        sums[0].index_add_(0, b, torch.ones_like(values))
+        sums[1].index_add_(0, b, values)
+        sums[2].index_add_(0, b, values**2)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every rank folds in the whole global batch, so all keep the same proposal.
+            torch.distributed.all_reduce(sums)
+        counts = sums[0]
         seen = counts > 0
         fresh = seen & (self.counts == 0)
-        for moment, power in ((self.mean, 1), (self.second_moment, 2)):
-            sums = torch.zeros_like(moment).index_add_(0, b, values**power)
-            batch = sums / counts.clamp(min=1.0)
+        for moment, total in ((self.mean, sums[1]), (self.second_moment, sums[2])):
+            batch = total / counts.clamp(min=1.0)
             blended = self.decay * moment + (1.0 - self.decay) * batch
             moment.copy_(torch.where(fresh, batch, torch.where(seen, blended, moment)))
         self.counts += counts

@@ -32,7 +32,7 @@ class _ConvBlock(nn.Module):
         shift, scale, gate = self.modulation(c)[:, None].chunk(3, -1)
         x = _modulate(self.norm(h), shift, scale)
         # GELU in the convolution's own [B, C, L] layout: the same values, but its backward on
-        # the transposed view is several times slower on CPU (benchmarks/nets_forward.py).
+        # the transposed view is several times slower on CPU (benchmarks/conv_layout.py).
         x = F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)
         return h + gate * self.project(x)
 

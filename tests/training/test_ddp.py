@@ -34,18 +34,21 @@ SCRIPT = Path(__file__).with_name("tiny_run.py")
 STEPS, PER_RANK = 3, 64
 
 
-def launch(run_dir: Path, devices: int, batch_size: int) -> subprocess.Popen:
+def launch(
+    run_dir: Path, devices: int, batch_size: int, *extra: str, steps: int = STEPS
+) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable,
         str(SCRIPT),
         str(run_dir),
         "--max-steps",
-        str(STEPS),
+        str(steps),
         "--devices",
         str(devices),
         "--batch-size",
         str(batch_size),
+        *extra,
     ]
     return subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -126,3 +129,22 @@ def test_loss_matches_a_single_process_run(runs: tuple[Path, Path]) -> None:
     # exact check is the replay above.
     mean_ddp, mean_single = sum(averaged) / STEPS, sum(alone) / STEPS
     assert mean_ddp == pytest.approx(mean_single, rel=0.3)
+
+
+def test_importance_sampling_keeps_one_proposal_on_every_rank(tmp_path: Path) -> None:
+    """`time_sampling: importance` under DDP: every rank folds in the whole global batch (an
+    all-reduce of the bins), so both ranks end with the same estimates, built from all
+    2 x PER_RANK x steps times, and have left the uniform proposal."""
+    steps = 4
+    process = launch(tmp_path, 2, PER_RANK, "--importance-warmup", "1", steps=steps)
+    _, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err[-4000:]
+    rank0, rank1 = (load_file(str(tmp_path / f"importance-rank{r}.safetensors")) for r in (0, 1))
+    assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert float(rank0["counts"].sum()) == 2 * PER_RANK * steps
+    assert int(rank0["num_updates"]) == steps
+    from ddiff.losses import ImportanceTimes
+
+    times = ImportanceTimes(warmup_steps=1)
+    times.load_state_dict(rank0)
+    assert not torch.allclose(times.proposal(), torch.full((32,), 1 / 32, dtype=torch.float64))

@@ -4,9 +4,11 @@ Plain `ddp` re-launches the calling script once per extra rank, and a `kill -9` 
 to kill, so these runs cannot happen inside pytest's process. Usage::
 
     python tests/training/tiny_run.py RUN_DIR --max-steps 20 [--devices 2] [--resume]
+        [--importance-warmup N]
 
 After training, every rank writes `RUN_DIR/rank<r>.safetensors` (its network's weights) and
-`RUN_DIR/losses-rank<r>.json` (its loss at each optimizer step).
+`RUN_DIR/losses-rank<r>.json` (its loss at each optimizer step), and with importance sampling
+`RUN_DIR/importance-rank<r>.safetensors` (the sampler's running estimates).
 """
 
 from __future__ import annotations
@@ -74,10 +76,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=5)
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--importance-warmup",
+        type=int,
+        help="train with time_sampling: importance, its proposal adapting after this many steps",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     run_dir = Path(args.run_dir)
     config = tiny_config(args.max_steps, args.batch_size, args.checkpoint_every, args.devices)
+    if args.importance_warmup is not None:
+        import ddiff.training.module
+        from ddiff.losses import ImportanceTimes
+
+        warmup = args.importance_warmup
+
+        class QuickTimes(ImportanceTimes):  # the module's default sampler, a shorter warm-up
+            def __init__(self) -> None:
+                super().__init__(warmup_steps=warmup)
+
+        config = config.model_copy(
+            update={"train": config.train.model_copy(update={"time_sampling": "importance"})}
+        )
+        ddiff.training.module.ImportanceTimes = QuickTimes  # type: ignore[misc]
 
     losses: list[float] = []
 
@@ -90,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     weights = {k: v.detach().cpu().contiguous() for k, v in module.net.state_dict().items()}
     save_file(weights, str(run_dir / f"rank{rank}.safetensors"))
     (run_dir / f"losses-rank{rank}.json").write_text(json.dumps(losses))
+    if module.importance is not None:
+        estimates = {k: v.detach().cpu() for k, v in module.importance.state_dict().items()}
+        save_file(estimates, str(run_dir / f"importance-rank{rank}.safetensors"))
     return 0
 
 
