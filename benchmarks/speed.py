@@ -55,9 +55,9 @@ def sampling_speed(config: str, kind: str, sample_steps: int | None) -> dict[str
         calls: list[tuple[float, float]] = []
         forward = ar.forward
 
-        def timed_forward(tokens: torch.Tensor) -> torch.Tensor:
+        def timed_forward(tokens: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
             start = time.perf_counter()
-            out = forward(tokens)
+            out = forward(tokens, *args, **kwargs)
             calls.append((start, time.perf_counter()))
             return out
 
