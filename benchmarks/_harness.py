@@ -120,12 +120,12 @@ def train(
     pad_token: int = 0,
     lr: float | None = None,
     precision: str = "32-true",
-    time_sampling: str = "stratified",
+    time_sampling: Any = "stratified",
 ) -> tuple[Model, dict[str, Any]]:
     """Train for `steps` optimizer steps; returns the model with its EMA weights and a record.
     A model whose name ends in `_cos` decays its learning rate along a cosine over the steps;
     `precision` is Lightning's ("bf16-mixed": bf16 autocast, float32 weights and loss);
-    `time_sampling` is `DiffusionModule`'s."""
+    `time_sampling` is `DiffusionModule`'s (a name or an `ImportanceTimes`)."""
     from ddiff.training import (
         AutoregressiveModule,
         DiffusionModule,
@@ -149,7 +149,7 @@ def train(
     record["batch_size"] = batch_size
     record["precision"] = precision
     if model.graph is not None:
-        record["time_sampling"] = time_sampling
+        record["time_sampling"] = time_sampling if isinstance(time_sampling, str) else "importance"
     record["lr"] = optim.lr
     return Model(model.name, module.averaged_net.eval(), model.graph, model.schedule), record
 

@@ -166,9 +166,7 @@ def seeds_table() -> str:
             model += f", {r['num_t']} bound times"
         if training.get("precision", "32-true") != "32-true":
             model += f", {training['precision']}"
-        if "time_sampling" in r:  # benchmarks/time_importance.py
-            model += f", {r['time_sampling']} times"
-        elif training.get("time_sampling", "stratified") != "stratified":
+        if training.get("time_sampling", "stratified") != "stratified":
             model += f", {training['time_sampling']} times"
         key = (r["source"], model, int(training["steps"]))
         groups.setdefault(key, []).append(r)
@@ -211,7 +209,7 @@ def seeds_summary(seeds: tuple[int, ...] = (0, 1, 2)) -> str:
         t = r["training"]
         if t["steps"] != 1000 or t.get("batch_size", 64) != 64 or t.get("lr", 1e-3) != 1e-3:
             continue
-        if t.get("precision", "32-true") != "32-true" or "time_sampling" in r:
+        if t.get("precision", "32-true") != "32-true":
             continue
         if t.get("time_sampling", "stratified") != "stratified":
             continue

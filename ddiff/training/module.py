@@ -380,6 +380,20 @@ class DiffusionModule(_TrainingModule):
         integrand = bound_integrand(score_fn, self.graph, self.schedule, tokens, t, generator)
         return integrand, lengths
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        # A run resumed with another `time_sampling`: drop the importance sampler's estimates,
+        # or start them afresh, instead of failing on unexpected or missing state_dict keys.
+        state = checkpoint.get("state_dict")
+        if isinstance(state, dict):
+            saved = [key for key in state if key.startswith("importance.")]
+            if self.importance is None:
+                for key in saved:
+                    del state[key]
+            elif not saved:
+                fresh = self.importance.state_dict()
+                state.update({f"importance.{key}": value for key, value in fresh.items()})
+
     def _step_loss(self, batch: TokenBatch, batch_idx: int) -> Tensor:
         t, generator = self._training_draws(batch.tokens.shape[0], batch_idx)
         if batch.labels is not None:

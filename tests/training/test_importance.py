@@ -104,6 +104,24 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
         assert torch.equal(value, b["state_dict"][key]), key
 
 
+def test_a_run_resumes_with_the_other_time_sampling(tmp_path: Path) -> None:
+    """Switching `time_sampling` on resume works both ways: the sampler's estimates are
+    dropped, or start afresh."""
+
+    def config(steps: int, sampling: str) -> RunConfig:
+        base = tiny_config(steps)
+        return base.model_copy(
+            update={"train": base.train.model_copy(update={"time_sampling": sampling})}
+        )
+
+    train(config(5, "stratified"), tmp_path / "a", **QUIET)
+    module = train(config(10, "importance"), tmp_path / "a", resume=True, **QUIET)
+    assert module.importance is not None and int(module.importance.num_updates) == 5
+    train(config(5, "importance"), tmp_path / "b", **QUIET)
+    module = train(config(10, "stratified"), tmp_path / "b", resume=True, **QUIET)
+    assert module.importance is None and module.trainer.global_step == 10
+
+
 def test_the_configuration_builds_an_importance_module() -> None:
     base = tiny_config(4)
     config = base.model_copy(
