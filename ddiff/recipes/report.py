@@ -473,12 +473,17 @@ def write_report(
         lines += [
             "## Sampling",
             "",
-            f"{sampling['sampler']} sampler, {sampling['steps']} steps, "
+            f"{sampling['sampler']} sampler, {_steps(sampling['steps'])}, "
             f"{sampling['num_samples']} samples in {sampling['seconds']:.0f} s (seed "
             f"{sampling['seed']}).",
             "",
         ]
     write_text(path, "\n".join(lines) + "\n")
+
+
+def _steps(steps: int | None) -> str:
+    """A sampler's step count; the first-hitting sampler has none (one event at a time)."""
+    return "one network call per unmasking event" if steps is None else f"{steps} steps"
 
 
 def _figure_lines(plots: dict[str, tuple[str, str]], keys: Sequence[str]) -> list[str]:

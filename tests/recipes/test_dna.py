@@ -80,6 +80,7 @@ def test_tiny_run_writes_every_output(dna_run: Path) -> None:
     for values in metrics["sets"].values():
         assert all(0.0 <= values[f"js_k{k}"] <= 1.0 for k in (3, 4, 5, 6))
     report = (dna_run / "report.md").read_text()
+    assert "first_hitting sampler, one network call per unmasking event, 8 samples" in report
     images = [
         line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")
     ]
