@@ -85,14 +85,8 @@ def rms_times() -> Any:
     from ddiff.losses import ImportanceTimes
 
     class RmsTimes(ImportanceTimes):
-        def proposal(self) -> Tensor:
-            uniform = torch.full_like(self.mean, 1.0 / self.bins)
-            known = self.counts > 0
-            if int(self.num_updates) < self.warmup_steps or not bool(known.any()):
-                return uniform
-            root = self.second_moment.sqrt()
-            root = torch.where(known, root, root[known].mean())
-            return (1.0 - self.uniform_share) * root / root.sum() + self.uniform_share * uniform
+        def _spread(self) -> Tensor:
+            return self.second_moment.sqrt()
 
     return RmsTimes()
 

@@ -94,12 +94,16 @@ class ImportanceTimes(nn.Module):
         known = self.counts > 0
         if int(self.num_updates) < self.warmup_steps or not bool(known.any()):
             return uniform
-        spread = (self.second_moment - self.mean**2).clamp(min=0.0).sqrt()
+        spread = self._spread()
         spread = torch.where(known, spread, spread[known].mean())
         total = spread.sum()
         if not bool(torch.isfinite(total)) or float(total) <= 0.0:
             return uniform
         return (1.0 - self.uniform_share) * spread / total + self.uniform_share * uniform
+
+    def _spread(self) -> Tensor:
+        """What the proposal follows in each bin: the integrand's standard deviation."""
+        return (self.second_moment - self.mean**2).clamp(min=0.0).sqrt()
 
     def draw(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """Map uniforms `u` in [0, 1) (stratified, from `sample_times`) to times and weights.
