@@ -35,9 +35,16 @@ def module_with(times: ImportanceTimes | str) -> DiffusionModule:
     return DiffusionModule(graph, schedule, tiny_net(graph), optim, time_sampling=times)
 
 
-def fit(module: DiffusionModule, steps: int) -> None:
+def fit(module: DiffusionModule, steps: int, root: Path) -> None:
     tokens = torch.randint(4, (256, 8), generator=torch.Generator().manual_seed(0))
-    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, **QUIET)
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        enable_checkpointing=False,
+        default_root_dir=root,
+        **QUIET,
+    )
     trainer.fit(module, datamodule=TokenDataModule(tokens, batch_size=16, seed=0))
 
 
@@ -67,7 +74,7 @@ def test_the_step_loss_is_the_weighted_integrand_at_the_proposals_times() -> Non
 
 def test_training_fits_the_proposal_and_checkpoints_keep_it(tmp_path: Path) -> None:
     module = module_with(ImportanceTimes(bins=8, warmup_steps=3))
-    fit(module, 12)
+    fit(module, 12, tmp_path)
     assert module.importance is not None
     proposal = module.importance.proposal()
     assert int(module.importance.num_updates) == 12
