@@ -45,7 +45,8 @@ def main() -> None:
     data = source.sample(20_000, torch.Generator().manual_seed(1))
     configs = []
     for text in args.configs:
-        model, precision, sampling = [*text.split(":"), "32-true", "stratified"][:3]
+        parts = text.split(":")
+        model, precision, sampling = parts + ["32-true", "stratified"][len(parts) - 1 :]
         configs.append((entropy_gap.model_name(model), precision, sampling))
     times: dict[tuple[str, str, str], list[float]] = {c: [] for c in configs}
     for _ in range(args.rounds):
