@@ -1,5 +1,6 @@
 """`time_sampling: importance` in DiffusionModule: the weighted loss, the estimates it keeps,
-checkpoints, exact resumption, and the configuration."""
+checkpoints, resuming with another time sampling, and the configuration (exact resumption:
+tests/training/test_training.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from ddiff.config import RunConfig
 from ddiff.losses import ImportanceTimes, bound_integrand
 from ddiff.run import build_module, train
 from ddiff.training import (
-    AtomicCheckpointIO,
     DiffusionModule,
     OptimSettings,
     TokenBatch,
@@ -88,27 +88,6 @@ def test_training_fits_the_proposal_and_checkpoints_keep_it(tmp_path: Path) -> N
     torch.testing.assert_close(fresh.importance.proposal(), proposal)
     plain = module_with("stratified")
     assert plain.importance is None and not any("importance" in k for k in plain.state_dict())
-
-
-def test_resume_continues_exactly(tmp_path: Path) -> None:
-    """12 steps, then resumed to 24, equals 24 straight steps bit for bit, estimates included."""
-
-    def config(steps: int) -> RunConfig:
-        base = tiny_config(steps)
-        return base.model_copy(
-            update={"train": base.train.model_copy(update={"time_sampling": "importance"})}
-        )
-
-    train(config(24), tmp_path / "straight", **QUIET)
-    train(config(12), tmp_path / "split", **QUIET)
-    train(config(24), tmp_path / "split", resume=True, **QUIET)
-    io = AtomicCheckpointIO()
-    a = io.load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")
-    b = io.load_checkpoint(tmp_path / "split" / "checkpoints" / "last.ckpt")
-    assert a["global_step"] == b["global_step"] == 24
-    assert int(a["state_dict"]["importance.num_updates"]) == 24
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), key
 
 
 def test_a_run_resumes_with_the_other_time_sampling(tmp_path: Path) -> None:

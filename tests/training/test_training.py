@@ -80,15 +80,26 @@ def test_bf16_mixed_precision_trains_with_a_float32_loss(tmp_path: Path) -> None
     assert all(torch.isfinite(p).all() for p in module.net.parameters())
 
 
-def test_resume_continues_exactly(tmp_path: Path) -> None:
-    """12 steps, then a new module resumed to 24, equals 24 uninterrupted steps bit for bit."""
-    train(tiny_config(24), tmp_path / "straight", **QUIET)
-    train(tiny_config(12), tmp_path / "split", **QUIET)
-    train(tiny_config(24), tmp_path / "split", resume=True, **QUIET)
+@pytest.mark.parametrize("sampling", ["stratified", "importance"])
+def test_resume_continues_exactly(tmp_path: Path, sampling: str) -> None:
+    """12 steps, then a new module resumed to 24, equals 24 uninterrupted steps bit for bit
+    (with importance-sampled times, the sampler's estimates included)."""
+
+    def config(steps: int) -> RunConfig:
+        base = tiny_config(steps)
+        return base.model_copy(
+            update={"train": base.train.model_copy(update={"time_sampling": sampling})}
+        )
+
+    train(config(24), tmp_path / "straight", **QUIET)
+    train(config(12), tmp_path / "split", **QUIET)
+    train(config(24), tmp_path / "split", resume=True, **QUIET)
     io = AtomicCheckpointIO()
     a = io.load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")
     b = io.load_checkpoint(tmp_path / "split" / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] == 24
+    if sampling == "importance":
+        assert int(a["state_dict"]["importance.num_updates"]) == 24
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
     for key, value in a["ddiff"]["ema"]["weights"].items():
