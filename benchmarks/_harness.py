@@ -121,11 +121,13 @@ def train(
     lr: float | None = None,
     precision: str = "32-true",
     time_sampling: Any = "stratified",
+    optim: dict[str, Any] | None = None,
 ) -> tuple[Model, dict[str, Any]]:
     """Train for `steps` optimizer steps; returns the model with its EMA weights and a record.
     A model whose name ends in `_cos` decays its learning rate along a cosine over the steps;
     `precision` is Lightning's ("bf16-mixed": bf16 autocast, float32 weights and loss);
-    `time_sampling` is `DiffusionModule`'s (a name or an `ImportanceTimes`)."""
+    `time_sampling` is `DiffusionModule`'s (a name or an `ImportanceTimes`); `optim` overrides
+    `OPTIM` (`OptimSettings` fields, such as `betas` or `min_lr_ratio`)."""
     from ddiff.training import (
         AutoregressiveModule,
         DiffusionModule,
@@ -134,13 +136,15 @@ def train(
     )
 
     decay = "cosine" if model.name.endswith("_cos") else "constant"
-    optim = OptimSettings(**{**OPTIM, "lr": lr or OPTIM["lr"]}, lr_decay=decay)
+    settings = OptimSettings(
+        **{**OPTIM, "lr": lr or OPTIM["lr"], "lr_decay": decay, **(optim or {})}
+    )
     module: Any
     if model.graph is None:
-        module = AutoregressiveModule(model.net, optim)
+        module = AutoregressiveModule(model.net, settings)
     else:
         module = DiffusionModule(
-            model.graph, model.schedule, model.net, optim, seed=seed, time_sampling=time_sampling
+            model.graph, model.schedule, model.net, settings, seed=seed, time_sampling=time_sampling
         )
     data = TokenDataModule(
         train_data, batch_size=batch_size, seed=seed, length=length, pad_token=pad_token
@@ -150,7 +154,11 @@ def train(
     record["precision"] = precision
     if model.graph is not None:
         record["time_sampling"] = time_sampling if isinstance(time_sampling, str) else "importance"
-    record["lr"] = optim.lr
+    record["lr"] = settings.lr
+    if settings.betas != OptimSettings.betas:
+        record["betas"] = list(settings.betas)
+    if settings.min_lr_ratio:
+        record["min_lr_ratio"] = settings.min_lr_ratio
     return Model(model.name, module.averaged_net.eval(), model.graph, model.schedule), record
 
 

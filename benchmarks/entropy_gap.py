@@ -90,6 +90,34 @@ def has_model(kind: str, num_tokens: int) -> bool:
     return kind != "substitution" or num_tokens in (4, 20)
 
 
+def run_name(source: str, kind: str, args: argparse.Namespace, num_t: int | None = None) -> str:
+    """The file stem of a run's result and weights: the settings that differ from the defaults.
+    `num_t` (default: `args.num_t`) and `args.heldout` are the scoring's; the rest, training's."""
+    num_t = args.num_t if num_t is None else num_t
+    return f"{source}-{kind}" + (
+        (f"-steps{args.steps}" if args.steps != 1000 else "")
+        + (f"-batch{args.batch}" if args.batch != 64 else "")
+        + (f"-lr{args.lr:g}" if args.lr is not None else "")
+        + (f"-beta2_{args.beta2:g}" if args.beta2 is not None else "")
+        + (f"-minlr{args.min_lr_ratio:g}" if args.min_lr_ratio else "")
+        + (f"-t{num_t}" if num_t != 8 else "")
+        + (f"-h{args.heldout}" if args.heldout != 1000 else "")
+        + ("-bf16" if args.precision == "bf16-mixed" else "")
+        + ("-is" if args.time_sampling == "importance" else "")
+        + (f"-seed{args.seed}" if args.seed else "")
+    )
+
+
+def optim_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """`OptimSettings` fields that `--beta2` and `--min-lr-ratio` change."""
+    over: dict[str, Any] = {}
+    if args.beta2 is not None:
+        over["betas"] = (h.OPTIM.get("betas", (0.9, 0.999))[0], args.beta2)
+    if args.min_lr_ratio:
+        over["min_lr_ratio"] = args.min_lr_ratio
+    return over
+
+
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     for name in args.sources:
@@ -100,33 +128,40 @@ def run(args: argparse.Namespace) -> None:
         for kind in args.models:
             if not has_model(kind, source.num_tokens):
                 continue
-            seed_part = (
-                (f"-steps{args.steps}" if args.steps != 1000 else "")
-                + (f"-batch{args.batch}" if args.batch != 64 else "")
-                + (f"-lr{args.lr:g}" if args.lr is not None else "")
-                + (f"-t{args.num_t}" if args.num_t != 8 else "")
-                + ("-bf16" if args.precision == "bf16-mixed" else "")
-                + ("-is" if args.time_sampling == "importance" else "")
-                + (f"-seed{args.seed}" if args.seed else "")
-            )
-            path = h.OUT / "entropy_gap" / f"{name}-{kind}{seed_part}.json"
+            stem = run_name(name, kind, args)
+            path = h.OUT / "entropy_gap" / f"{stem}.json"
             if path.is_file() and not args.force:
                 print(f"{path} exists (use --force to redo)", flush=True)
                 continue
             kwargs = graph_kwargs(kind, source)
-            model = h.build_model(kind, source.num_tokens, seed=args.seed, length=LENGTH, **kwargs)
-            model, record = h.train(
-                model,
-                train_data,
-                steps=args.steps,
-                batch_size=args.batch,
-                seed=args.seed,
-                lr=args.lr,
-                precision=args.precision,
-                time_sampling=args.time_sampling,
-            )
+            if args.rescore is not None:
+                # Score the weights of an earlier run (its scoring settings: `--rescore` times,
+                # 1,000 held-out sequences) again; its training record is copied.
+                scored = argparse.Namespace(**{**vars(args), "heldout": 1000})
+                earlier = run_name(name, kind, scored, num_t=args.rescore)
+                weights = h.OUT / "models" / f"{earlier}.pt"
+                if not weights.is_file():
+                    raise SystemExit(f"--rescore: no weights at {weights}; train that run first")
+                record = json.loads((h.OUT / "entropy_gap" / f"{earlier}.json").read_text())
+                record = record["training"]
+                model = h.load(kind, source.num_tokens, weights, **kwargs)
+            else:
+                model = h.build_model(
+                    kind, source.num_tokens, seed=args.seed, length=LENGTH, **kwargs
+                )
+                model, record = h.train(
+                    model,
+                    train_data,
+                    steps=args.steps,
+                    batch_size=args.batch,
+                    seed=args.seed,
+                    lr=args.lr,
+                    precision=args.precision,
+                    time_sampling=args.time_sampling,
+                    optim=optim_overrides(args),
+                )
+                h.save(model, h.OUT / "models" / f"{stem}.pt")
             estimate = h.score(model, heldout, num_t=args.num_t, seed=args.seed)
-            h.save(model, h.OUT / "models" / f"{name}-{kind}{seed_part}.pt")
             result = {
                 "source": name,
                 "model": kind,
@@ -142,6 +177,8 @@ def run(args: argparse.Namespace) -> None:
                 "machine": h.machine(),
                 "commit": h.git_commit(),
             }
+            if args.rescore is not None:
+                result["rescored_from"] = earlier
             write_json(path, result)
             print(
                 f"{name:9s} {kind:12s} {estimate} entropy {entropy:.4f}; gap "
@@ -162,8 +199,14 @@ def seeds_table() -> str:
             model += f", batch {training['batch_size']}"
         if training.get("lr", 1e-3) != 1e-3:
             model += f", lr {training['lr']:g}"
+        if "betas" in training:
+            model += f", beta2 {training['betas'][1]:g}"
+        if training.get("min_lr_ratio"):
+            model += f", final lr ratio {training['min_lr_ratio']:g}"
         if r.get("num_t", 8) != 8:
             model += f", {r['num_t']} bound times"
+        if r.get("heldout_sequences", 1000) != 1000:
+            model += f", {r['heldout_sequences']} held-out"
         if training.get("precision", "32-true") != "32-true":
             model += f", {training['precision']}"
         if training.get("time_sampling", "stratified") != "stratified":
@@ -201,8 +244,8 @@ SUMMARY_COLUMNS = (
 def seeds_summary(seeds: tuple[int, ...] = (0, 1, 2)) -> str:
     """Table 1 over training seeds: each cell the mean gap to the entropy and, in brackets, its
     standard deviation over the seeds; the last column the best diffusion bound over the AR
-    NLL, per seed, averaged. Only 1,000-step, batch-64, default-lr, float32 results with the
-    default time sampling are used."""
+    NLL, per seed, averaged. Only 1,000-step, batch-64, float32 results with the default
+    optimiser and time sampling, scored on 1,000 held-out sequences, are used."""
     found: dict[tuple[str, str, int], dict[int, dict[str, Any]]] = {}
     for path in sorted((h.OUT / "entropy_gap").glob("*.json")):
         r = json.loads(path.read_text())
@@ -212,6 +255,8 @@ def seeds_summary(seeds: tuple[int, ...] = (0, 1, 2)) -> str:
         if t.get("precision", "32-true") != "32-true":
             continue
         if t.get("time_sampling", "stratified") != "stratified":
+            continue
+        if "betas" in t or t.get("min_lr_ratio") or r.get("heldout_sequences", 1000) != 1000:
             continue
         found.setdefault((r["source"], r["model"], r.get("num_t", 8)), {})[r["seed"]] = r
     rows = []
@@ -305,7 +350,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, help="peak learning rate (default: _harness.OPTIM's)")
-    p.add_argument("--heldout", type=int, default=1000)
+    p.add_argument(
+        "--beta2", type=float, help="AdamW's second-moment decay (default: OptimSettings's 0.999)"
+    )
+    p.add_argument(
+        "--min-lr-ratio", type=float, default=0.0, help="the cosine's final learning rate / peak"
+    )
+    p.add_argument("--heldout", type=int, default=1000, help="held-out sequences scored")
     p.add_argument(
         "--precision",
         default="32-true",
@@ -318,6 +369,13 @@ def main() -> None:
         default="stratified",
         choices=["stratified", "importance"],
         help="training times of the diffusion models (DiffusionModule's time_sampling)",
+    )
+    p.add_argument(
+        "--rescore",
+        type=int,
+        metavar="T",
+        help="no training: score the saved weights of the same run scored with T times on 1,000 "
+        "held-out sequences again, with --num-t times on --heldout sequences",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
