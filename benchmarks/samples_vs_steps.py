@@ -17,6 +17,8 @@ promoters: the 3-mer JS to the held-out windows. Reference rows: samples of the 
     .venv/bin/python benchmarks/samples_vs_steps.py --sources markov4 markov20 markov30 promoter \
         --model absorbing_conv3_cos --seed 1 --samplers euler --steps 32 128 --num 256
     .venv/bin/python benchmarks/samples_vs_steps.py --seeds-summary
+    # every sampler over training seeds (after runs with --samplers euler tau-leaping analytic)
+    .venv/bin/python benchmarks/samples_vs_steps.py --seeds-samplers
 
 Results: runs/benchmarks/steps/<source>.json (the default model, the transformer, seed 0) or
 <source>-<model>[-seed<N>].json.
@@ -299,6 +301,45 @@ def seeds_summary(models: tuple[str, ...] = ("absorbing", "absorbing_conv3_cos")
     return h.markdown_table(header, rows, right=lambda i: i > 1)
 
 
+def seeds_samplers(models: tuple[str, ...] = ("absorbing", "absorbing_conv3_cos")) -> str:
+    """Every sampler and step count measured for all of training seeds 0, 1, 2 of both models:
+    one row per source, sampler and steps; per model the mean over seeds (in brackets the range,
+    max - min) of the samples' mean NLL minus the entropy and of their k-mer JS."""
+    labels = {"absorbing": "transformer", "absorbing_conv3_cos": "conv3 + cosine"}
+    header = ["source", "sampler", "steps"]
+    header += [f"NLL - H, {labels.get(m, m)}" for m in models]
+    header += [f"JS, {labels.get(m, m)}" for m in models]
+    rows: list[list[Any]] = []
+    for name in SOURCES[:4]:
+        found = {
+            model: [
+                json.loads(path.read_text())
+                for seed in (0, 1, 2)
+                if (path := result_path(name, model, seed)).is_file()
+            ]
+            for model in models
+        }
+        if any(len(results) < 3 for results in found.values()):
+            continue
+        keys = [k for k in found[models[0]][0]["rows"] if all(
+            k in r["rows"] for results in found.values() for r in results
+        )]  # fmt: skip
+        keys.sort(key=lambda k: (SAMPLERS.index(k.split("/")[0]), int(k.split("/")[1])))
+        for key in keys:
+            sampler, steps = key.split("/")
+            row: list[Any] = [entropy_gap.LABELS[name], sampler, steps]
+            for metric, form in (("nll_bits", "+.3f"), ("js", ".4f")):
+                for model in models:
+                    values = [
+                        r["rows"][key][metric] - (r["entropy_bits"] if metric == "nll_bits" else 0)
+                        for r in found[model]
+                    ]
+                    mean = format(sum(values) / len(values), form)
+                    row.append(f"{mean} ({format(max(values) - min(values), form.lstrip('+'))})")
+            rows.append(row)
+    return h.markdown_table(header, rows, right=lambda i: i > 1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
@@ -322,11 +363,18 @@ def main() -> None:
     p.add_argument(
         "--seeds-summary", action="store_true", help="print Euler 32/128 over training seeds"
     )
+    p.add_argument(
+        "--seeds-samplers",
+        action="store_true",
+        help="print every sampler and step count measured for training seeds 0, 1, 2",
+    )
     args = p.parse_args()
     if args.table:
         print(table())
     elif args.seeds_summary:
         print(seeds_summary())
+    elif args.seeds_samplers:
+        print(seeds_samplers())
     else:
         run(args)
 
