@@ -1,13 +1,15 @@
 """Milliseconds per training step of table 1's models, interleaved, to set equal-time step counts.
 
-Each configuration trains `--steps` optimizer steps on the promoter-like source of table 1 (the
-harness's real training path: `DiffusionModule` under a `lightning.Trainer`, batch 64 of
-length 64) in this one process, and the configurations take turns for `--rounds` rounds, so that
+Each configuration trains `--steps` optimizer steps on a source of table 1 (`--source`, by
+default the promoter-like one; the harness's real training path: `DiffusionModule` under a
+`lightning.Trainer`, batch 64 of length 64) in this one process, and the configurations take turns for `--rounds` rounds, so that
 load on the machine affects them alike; the median over rounds is printed. A configuration is
 MODEL[:PRECISION[:TIME_SAMPLING]] with entropy_gap.py's model names:
 
     .venv/bin/python benchmarks/step_time.py                       # the issue 16 set below
     .venv/bin/python benchmarks/step_time.py absorbing absorbing_conv3_cos:bf16-mixed
+    .venv/bin/python benchmarks/step_time.py --source markov30 absorbing \
+        absorbing_conv3_cos:bf16-mixed:importance
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ def main() -> None:
         "--steps", type=int, default=300, help="steps per round (150 for the transformer)"
     )
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--source", default="promoter", choices=entropy_gap.SOURCES)
     args = p.parse_args()
     torch.set_num_threads(1)
-    source = entropy_gap.source_of("promoter")
+    source = entropy_gap.source_of(args.source)
     data = source.sample(20_000, torch.Generator().manual_seed(1))
     configs = []
     for text in args.configs:
