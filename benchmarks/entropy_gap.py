@@ -11,6 +11,9 @@ same transformer size (benchmarks/_harness.py), trained for `--steps` optimizer 
     .venv/bin/python benchmarks/entropy_gap.py                       # train and score everything
     .venv/bin/python benchmarks/entropy_gap.py --sources markov4 --models absorbing ar
     .venv/bin/python benchmarks/entropy_gap.py --table                # the table of saved results
+    # score saved weights again, more precisely (same flags as the run, which used 8 times)
+    .venv/bin/python benchmarks/entropy_gap.py --sources promoter --models absorbing \
+        --rescore 8 --num-t 64 --heldout 4000
 
 Results go to runs/benchmarks/entropy_gap/<source>-<model>.json and the trained weights to
 runs/benchmarks/models/ (read by benchmarks/samples_vs_steps.py).
@@ -112,7 +115,9 @@ def optim_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """`OptimSettings` fields that `--beta2` and `--min-lr-ratio` change."""
     over: dict[str, Any] = {}
     if args.beta2 is not None:
-        over["betas"] = (h.OPTIM.get("betas", (0.9, 0.999))[0], args.beta2)
+        from ddiff.training import OptimSettings
+
+        over["betas"] = (OptimSettings.betas[0], args.beta2)
     if args.min_lr_ratio:
         over["min_lr_ratio"] = args.min_lr_ratio
     return over
