@@ -240,6 +240,27 @@ def table() -> str:
     return "\n\n".join(out)
 
 
+def seed_results(name: str, models: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """The saved results of `models` on source `name` for training seeds 0, 1, 2 (those found)."""
+    return {
+        model: [
+            json.loads(path.read_text())
+            for seed in (0, 1, 2)
+            if (path := result_path(name, model, seed)).is_file()
+        ]
+        for model in models
+    }
+
+
+def cell(values: list[float], form: str) -> str:
+    """The mean of `values` and, in brackets, their range (max - min), in `form`."""
+    if not values:
+        return ""
+    mean = format(sum(values) / len(values), form)
+    spread = format(max(values) - min(values), form.lstrip("+"))
+    return mean if len(values) == 1 else f"{mean} ({spread})"
+
+
 def seeds_summary(models: tuple[str, ...] = ("absorbing", "absorbing_conv3_cos")) -> str:
     """Euler at 32 and 128 steps for each model over training seeds 0, 1, 2: the mean over seeds
     (in brackets the range, max - min) of the samples' mean NLL minus the entropy and of their
@@ -248,22 +269,8 @@ def seeds_summary(models: tuple[str, ...] = ("absorbing", "absorbing_conv3_cos")
     header += ["JS, Euler 32", "JS, Euler 128"]
     rows: list[list[Any]] = []
 
-    def cell(values: list[float], form: str) -> str:
-        if not values:
-            return ""
-        mean = format(sum(values) / len(values), form)
-        spread = format(max(values) - min(values), form.lstrip("+"))
-        return mean if len(values) == 1 else f"{mean} ({spread})"
-
     for name in SOURCES[:4]:
-        found = {
-            model: [
-                json.loads(path.read_text())
-                for seed in (0, 1, 2)
-                if (path := result_path(name, model, seed)).is_file()
-            ]
-            for model in models
-        }
+        found = seed_results(name, models)
         for model, results in found.items():
             picked = [r for r in results if {"euler/32", "euler/128"} <= r["rows"].keys()]
             if not picked:
@@ -311,14 +318,7 @@ def seeds_samplers(models: tuple[str, ...] = ("absorbing", "absorbing_conv3_cos"
     header += [f"JS, {labels.get(m, m)}" for m in models]
     rows: list[list[Any]] = []
     for name in SOURCES[:4]:
-        found = {
-            model: [
-                json.loads(path.read_text())
-                for seed in (0, 1, 2)
-                if (path := result_path(name, model, seed)).is_file()
-            ]
-            for model in models
-        }
+        found = seed_results(name, models)
         if any(len(results) < 3 for results in found.values()):
             continue
         keys = [k for k in found[models[0]][0]["rows"] if all(
@@ -334,8 +334,7 @@ def seeds_samplers(models: tuple[str, ...] = ("absorbing", "absorbing_conv3_cos"
                         r["rows"][key][metric] - (r["entropy_bits"] if metric == "nll_bits" else 0)
                         for r in found[model]
                     ]
-                    mean = format(sum(values) / len(values), form)
-                    row.append(f"{mean} ({format(max(values) - min(values), form.lstrip('+'))})")
+                    row.append(cell(values, form))
             rows.append(row)
     return h.markdown_table(header, rows, right=lambda i: i > 1)
 
